@@ -1,0 +1,185 @@
+package protocol
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+)
+
+// MsgType identifies a control message.
+type MsgType uint8
+
+// Control message types.
+const (
+	MsgHello   MsgType = 1
+	MsgWelcome MsgType = 2
+	MsgReject  MsgType = 3
+)
+
+func (t MsgType) String() string {
+	switch t {
+	case MsgHello:
+		return "hello"
+	case MsgWelcome:
+		return "welcome"
+	case MsgReject:
+		return "reject"
+	}
+	return fmt.Sprintf("type(%d)", uint8(t))
+}
+
+// Route is one route an agent asks the relay to publish.
+type Route struct {
+	Host   string `json:"host"`
+	Prefix string `json:"prefix,omitempty"`
+}
+
+// Hello is the agent's first control message.
+type Hello struct {
+	Version  int      `json:"version"`
+	Features []string `json:"features,omitempty"`
+	Token    string   `json:"token"`
+	Agent    string   `json:"agent,omitempty"`
+	Routes   []Route  `json:"routes"`
+}
+
+// AcceptedRoute is a route the relay published, with the id that data streams carry.
+type AcceptedRoute struct {
+	ID     uint32 `json:"id"`
+	Host   string `json:"host"`
+	Prefix string `json:"prefix,omitempty"`
+	// PublicURLs are the public base URLs of the route, prefix included, most preferred first.
+	PublicURLs []string `json:"public_urls"`
+}
+
+// RefusedRoute is a route the relay would not publish, and why.
+type RefusedRoute struct {
+	Host   string `json:"host"`
+	Prefix string `json:"prefix,omitempty"`
+	Reason string `json:"reason"`
+}
+
+// Welcome is the relay's answer to an accepted Hello.
+type Welcome struct {
+	Version   int             `json:"version"`
+	Features  []string        `json:"features,omitempty"`
+	SessionID string          `json:"session_id"`
+	Agent     string          `json:"agent"`
+	Accepted  []AcceptedRoute `json:"accepted"`
+	Refused   []RefusedRoute  `json:"refused,omitempty"`
+	// HeartbeatMillis is the keepalive period the relay expects.
+	HeartbeatMillis int64 `json:"heartbeat_ms"`
+}
+
+// Reject codes.
+const (
+	RejectBadToken    = "invalid_token"
+	RejectVersion     = "unsupported_version"
+	RejectBadHello    = "bad_hello"
+	RejectNoRoutes    = "no_routes"
+	RejectServerError = "server_error"
+)
+
+// Reject is the relay's answer to a Hello it refuses.
+type Reject struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	// Version is the newest protocol version the relay speaks.
+	Version int `json:"version"`
+}
+
+// RejectError is the error an agent gets for a Reject.
+type RejectError struct{ Reject Reject }
+
+func (e *RejectError) Error() string {
+	return fmt.Sprintf("relay refused the agent: %s: %s", e.Reject.Code, e.Reject.Message)
+}
+
+const frameHeaderSize = 5
+
+// WriteMessage writes one control frame.
+func WriteMessage(w io.Writer, t MsgType, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("protocol: encode %s: %w", t, err)
+	}
+	if len(body) > MaxMessageSize {
+		return fmt.Errorf("protocol: encode %s (%d bytes): %w", t, len(body), ErrMessageTooLarge)
+	}
+	buf := make([]byte, frameHeaderSize+len(body))
+	buf[0] = byte(t)
+	binary.BigEndian.PutUint32(buf[1:], uint32(len(body)))
+	copy(buf[frameHeaderSize:], body)
+	if _, err := w.Write(buf); err != nil {
+		return fmt.Errorf("protocol: write %s: %w", t, err)
+	}
+	return nil
+}
+
+// ReadFrame reads one control frame and returns its type and raw body.
+func ReadFrame(r io.Reader) (MsgType, []byte, error) {
+	var hdr [frameHeaderSize]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, nil, fmt.Errorf("protocol: read control frame: %w", err)
+	}
+	n := binary.BigEndian.Uint32(hdr[1:])
+	if n > MaxMessageSize {
+		return 0, nil, fmt.Errorf("protocol: control frame of %d bytes: %w", n, ErrMessageTooLarge)
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return 0, nil, fmt.Errorf("protocol: read control body: %w", err)
+	}
+	return MsgType(hdr[0]), body, nil
+}
+
+// ReadHello reads the agent's Hello.
+func ReadHello(r io.Reader) (*Hello, error) {
+	var h Hello
+	if err := readExpect(r, MsgHello, &h); err != nil {
+		return nil, err
+	}
+	return &h, nil
+}
+
+// ReadAnswer reads the relay's answer to a Hello: a Welcome, or a *RejectError.
+func ReadAnswer(r io.Reader) (*Welcome, error) {
+	t, body, err := ReadFrame(r)
+	if err != nil {
+		return nil, err
+	}
+	switch t {
+	case MsgWelcome:
+		var w Welcome
+		if err := decode(t, body, &w); err != nil {
+			return nil, err
+		}
+		return &w, nil
+	case MsgReject:
+		var rj Reject
+		if err := decode(t, body, &rj); err != nil {
+			return nil, err
+		}
+		return nil, &RejectError{Reject: rj}
+	}
+	return nil, fmt.Errorf("%w: got %s, want welcome or reject", ErrUnexpectedMessage, t)
+}
+
+func readExpect(r io.Reader, want MsgType, v any) error {
+	t, body, err := ReadFrame(r)
+	if err != nil {
+		return err
+	}
+	if t != want {
+		return fmt.Errorf("%w: got %s, want %s", ErrUnexpectedMessage, t, want)
+	}
+	return decode(t, body, v)
+}
+
+func decode(t MsgType, body []byte, v any) error {
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("protocol: decode %s: %w", t, err)
+	}
+	return nil
+}

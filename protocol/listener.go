@@ -1,0 +1,184 @@
+package protocol
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+// Listener accepts agent sessions on one port number: QUIC on UDP and
+// TLS+yamux on TCP.
+type Listener struct {
+	tcp  net.Listener
+	udp  net.PacketConn
+	tr   *quic.Transport
+	ql   *quic.Listener
+	tls  *tls.Config
+	log  *slog.Logger
+	out  chan Session
+	done chan struct{}
+	wg   sync.WaitGroup
+
+	ctx    context.Context // cancelled by Close, ends TLS handshakes in progress
+	cancel context.CancelFunc
+
+	closeOnce sync.Once
+}
+
+// Listen opens the tunnel listener. tlsConf must carry the relay's certificate;
+// its NextProtos is set to ALPN. With port 0, one free port number is picked
+// for both UDP and TCP.
+func Listen(addr string, tlsConf *tls.Config, log *slog.Logger) (*Listener, error) {
+	tlsConf = tlsConf.Clone()
+	tlsConf.NextProtos = []string{ALPN}
+	tlsConf.MinVersion = tls.VersionTLS13
+
+	tcp, udp, err := listenPair(addr)
+	if err != nil {
+		return nil, err
+	}
+	tr := &quic.Transport{Conn: udp}
+	ql, err := tr.Listen(tlsConf, QUICConfig())
+	if err != nil {
+		tcp.Close()
+		udp.Close()
+		return nil, fmt.Errorf("protocol: listen quic on %s: %w", udp.LocalAddr(), err)
+	}
+	l := &Listener{
+		tcp: tcp, udp: udp, tr: tr, ql: ql, tls: tlsConf, log: log,
+		out:  make(chan Session),
+		done: make(chan struct{}),
+	}
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	l.wg.Add(2)
+	go l.acceptQUIC()
+	go l.acceptTCP()
+	return l, nil
+}
+
+func listenPair(addr string) (net.Listener, net.PacketConn, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("protocol: tunnel address %q: %w", addr, err)
+	}
+	for attempt := 0; ; attempt++ {
+		tcp, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("protocol: listen tcp %s: %w", addr, err)
+		}
+		p := strconv.Itoa(tcp.Addr().(*net.TCPAddr).Port)
+		udp, err := net.ListenPacket("udp", net.JoinHostPort(host, p))
+		if err == nil {
+			return tcp, udp, nil
+		}
+		tcp.Close()
+		if port != "0" || attempt >= 10 {
+			return nil, nil, fmt.Errorf("protocol: listen udp %s: %w", net.JoinHostPort(host, p), err)
+		}
+	}
+}
+
+// Addr is the TCP address; the UDP port number is the same.
+func (l *Listener) Addr() net.Addr { return l.tcp.Addr() }
+
+// Accept waits for the next authenticated-transport session (the Burrow
+// handshake on its control stream is the caller's job).
+func (l *Listener) Accept(ctx context.Context) (Session, error) {
+	select {
+	case s := <-l.out:
+		return s, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (l *Listener) deliver(s Session) {
+	select {
+	case l.out <- s:
+	case <-l.done:
+		s.Close()
+	}
+}
+
+func (l *Listener) acceptQUIC() {
+	defer l.wg.Done()
+	for {
+		c, err := l.ql.Accept(context.Background())
+		if err != nil {
+			return
+		}
+		l.deliver(&quicSession{conn: c})
+	}
+}
+
+func (l *Listener) acceptTCP() {
+	defer l.wg.Done()
+	var delay time.Duration
+	for {
+		c, err := l.tcp.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: back off, as net/http does.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			l.log.Warn("tunnel accept failed", "err", err, "retry_in", delay)
+			select {
+			case <-time.After(delay):
+			case <-l.done:
+				return
+			}
+			continue
+		}
+		delay = 0
+		l.wg.Add(1)
+		go l.handshakeTCP(c)
+	}
+}
+
+func (l *Listener) handshakeTCP(c net.Conn) {
+	defer l.wg.Done()
+	tc := tls.Server(c, l.tls)
+	ctx, cancel := context.WithTimeout(l.ctx, HandshakeTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		l.log.Debug("tunnel tls handshake failed", "remote", c.RemoteAddr(), "err", err)
+		c.Close()
+		return
+	}
+	if p := tc.ConnectionState().NegotiatedProtocol; p != ALPN {
+		l.log.Debug("tunnel client without burrow ALPN", "remote", c.RemoteAddr(), "alpn", p)
+		c.Close()
+		return
+	}
+	s, err := NewYamuxSession(tc, false)
+	if err != nil {
+		c.Close()
+		return
+	}
+	l.deliver(s)
+}
+
+// Close stops accepting and waits for the accept goroutines. Sessions already
+// delivered are the caller's to close.
+func (l *Listener) Close() error {
+	var err error
+	l.closeOnce.Do(func() {
+		close(l.done)
+		l.cancel()
+		err = errors.Join(l.ql.Close(), l.tcp.Close())
+		l.wg.Wait()
+		err = errors.Join(err, l.tr.Close(), l.udp.Close())
+	})
+	return err
+}
