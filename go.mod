@@ -3,6 +3,7 @@ module github.com/burrow-tunnel/burrow
 go 1.26.8
 
 require (
+	github.com/coder/websocket v1.8.15 // indirect
 	github.com/fsnotify/fsnotify v1.9.0 // indirect
 	github.com/go-viper/mapstructure/v2 v2.4.0 // indirect
 	github.com/hashicorp/yamux v0.1.2 // indirect

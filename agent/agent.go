@@ -1,0 +1,227 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/burrow-tunnel/burrow/protocol"
+)
+
+// stableAfter is how long a session must last for the backoff to start over.
+const stableAfter = 10 * time.Second
+
+// Agent keeps one session to the relay and serves its streams.
+type Agent struct {
+	cfg Config
+	log *slog.Logger
+	tls *tls.Config
+
+	// Checks run before a route is published; nil means publish all. Set before Run.
+	RouteFilter func(ctx context.Context, r Route) error
+	// OnWelcome, if set, is called with each accepted session's Welcome.
+	OnWelcome func(*protocol.Welcome)
+
+	mu     sync.Mutex
+	state  string // guarded by mu; the last state logged
+	routes map[uint32]*liveRoute
+}
+
+type liveRoute struct {
+	Route
+	addr string // host:port to dial
+}
+
+// New validates cfg and prepares an agent.
+func New(cfg Config, log *slog.Logger) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	tc, err := cfg.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Name == "" {
+		cfg.Name, _ = os.Hostname()
+	}
+	return &Agent{cfg: cfg, log: log, tls: tc}, nil
+}
+
+// Run connects, serves, and reconnects with backoff until ctx ends.
+func (a *Agent) Run(ctx context.Context) error {
+	b := newBackoff()
+	a.log.Info("connecting to relay", "relay", a.cfg.Relay, "transport", a.cfg.Transport)
+	for {
+		start := time.Now()
+		err := a.session(ctx)
+		if ctx.Err() != nil {
+			a.setState("stopped", "agent stopped", slog.LevelInfo)
+			return nil
+		}
+		if time.Since(start) > stableAfter {
+			b.reset()
+		}
+		d := b.next()
+		var rj *protocol.RejectError
+		switch {
+		case errors.As(err, &rj):
+			a.setState("refused: "+rj.Error(), "relay refused the agent", slog.LevelError, "code", rj.Reject.Code, "reason", rj.Reject.Message, "retry_in", d.Round(time.Millisecond))
+		default:
+			a.setState("disconnected: "+errString(err), "not connected", slog.LevelWarn, "err", err, "retry_in", d.Round(time.Millisecond))
+		}
+		if wait(ctx, d) != nil {
+			a.setState("stopped", "agent stopped", slog.LevelInfo)
+			return nil
+		}
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// setState logs msg when key differs from the last state; a repeat of the
+// same state (the same error on every retry) goes to debug.
+func (a *Agent) setState(key, msg string, level slog.Level, args ...any) {
+	a.mu.Lock()
+	same := a.state == key
+	a.state = key
+	a.mu.Unlock()
+	if same {
+		level = slog.LevelDebug
+	}
+	a.log.Log(context.Background(), level, msg, args...)
+}
+
+// session runs one session: dial, handshake, serve streams until it ends.
+func (a *Agent) session(ctx context.Context) error {
+	sess, err := a.dial(ctx)
+	if err != nil {
+		return fmt.Errorf("dial relay %s: %w", a.cfg.Relay, err)
+	}
+	defer sess.Close()
+	routes, err := a.publishable(ctx)
+	if err != nil {
+		return err
+	}
+	ctrl, welcome, err := handshake(ctx, sess, a.cfg.Token, a.cfg.Name, routes)
+	if err != nil {
+		return err
+	}
+	defer ctrl.Close()
+	live := map[uint32]*liveRoute{}
+	var published []any
+	for _, acc := range welcome.Accepted {
+		for _, r := range routes {
+			if r.Host == acc.Host && normPrefix(r.Prefix) == acc.Prefix {
+				addr, _ := ParseService(r.Service)
+				live[acc.ID] = &liveRoute{Route: r, addr: addr}
+				published = append(published, slog.Group("route", "host", acc.Host, "prefix", acc.Prefix, "service", r.Service, "public", acc.PublicURLs))
+			}
+		}
+	}
+	for _, ref := range welcome.Refused {
+		a.log.Error("relay refused route", "host", ref.Host, "prefix", ref.Prefix, "reason", ref.Reason)
+	}
+	a.mu.Lock()
+	a.routes = live
+	a.mu.Unlock()
+	log := a.log.With("session", welcome.SessionID)
+	a.setState("connected "+welcome.SessionID, "connected", slog.LevelInfo, append([]any{"session", welcome.SessionID, "transport", sess.Transport(), "relay", a.cfg.Relay}, published...)...)
+	if a.OnWelcome != nil {
+		a.OnWelcome(welcome)
+	}
+
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// The control stream's end is the session's end.
+	ctrlDone := make(chan struct{})
+	go func() {
+		defer close(ctrlDone)
+		var b [512]byte
+		for {
+			if _, err := ctrl.Read(b[:]); err != nil {
+				cancel()
+				return
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer func() { ctrl.Close(); sess.Close(); <-ctrlDone }()
+	for {
+		st, err := sess.AcceptStream(sctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("session lost: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.serveStream(sctx, log, live, st)
+		}()
+	}
+}
+
+func normPrefix(p string) string {
+	if p == "/" {
+		return ""
+	}
+	return p
+}
+
+// publishable returns the routes that pass RouteFilter.
+func (a *Agent) publishable(ctx context.Context) ([]Route, error) {
+	if a.RouteFilter == nil {
+		return a.cfg.Routes, nil
+	}
+	var out []Route
+	var errs []error
+	for _, r := range a.cfg.Routes {
+		if err := a.RouteFilter(ctx, r); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, r)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no route may be published: %w", errors.Join(errs...))
+	}
+	return out, nil
+}
+
+// handshake sends Hello on a new control stream and reads the relay's answer.
+func handshake(ctx context.Context, sess protocol.Session, token, name string, routes []Route) (protocol.Stream, *protocol.Welcome, error) {
+	hctx, cancel := context.WithTimeout(ctx, protocol.HandshakeTimeout)
+	defer cancel()
+	ctrl, err := sess.OpenStream(hctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open control stream: %w", err)
+	}
+	_ = ctrl.SetDeadline(time.Now().Add(protocol.HandshakeTimeout))
+	hello := protocol.Hello{Version: protocol.Version, Token: token, Agent: name}
+	for _, r := range routes {
+		hello.Routes = append(hello.Routes, protocol.Route{Host: r.Host, Prefix: r.Prefix})
+	}
+	if err := protocol.WriteMessage(ctrl, protocol.MsgHello, &hello); err != nil {
+		ctrl.Close()
+		return nil, nil, err
+	}
+	w, err := protocol.ReadAnswer(ctrl)
+	if err != nil {
+		ctrl.Close()
+		return nil, nil, err
+	}
+	_ = ctrl.SetDeadline(time.Time{})
+	return ctrl, w, nil
+}

@@ -1,0 +1,125 @@
+// Package agent is Burrow's home side: it dials out to a relay, registers its
+// routes, and connects each tunnel stream to the route's local service.
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+)
+
+// Transport choices.
+const (
+	TransportAuto = "auto"
+	TransportQUIC = "quic"
+	TransportTCP  = "tcp"
+)
+
+// Config is the agent's validated configuration. cmd/burrow decodes agent.yaml into it.
+type Config struct {
+	// Relay is the relay's tunnel address, host:port.
+	Relay string
+	// ServerName is the TLS name to verify when it differs from Relay's host.
+	ServerName string
+	// CAFile is a PEM bundle to verify the relay with; empty means the system roots.
+	CAFile string
+	// RelayFingerprint pins the relay's certificate: "sha256:<hex>".
+	RelayFingerprint string
+	Token            string
+	Transport        string
+	Name             string
+	Routes           []Route
+}
+
+// Route is one local service published through the relay.
+type Route struct {
+	Host   string
+	Prefix string
+	// Service is the local address: http://host:port (or tcp://host:port).
+	Service string
+	// AllowUnauthenticated publishes a Stash that has no login.
+	AllowUnauthenticated bool
+	// StashConfigFile is Stash's config.yml, for `burrow stash check`.
+	StashConfigFile string
+}
+
+// FieldError is a configuration error naming its key.
+type FieldError struct {
+	Key    string
+	Reason string
+}
+
+func (e *FieldError) Error() string { return e.Key + ": " + e.Reason }
+
+// Validate checks the config; every error names its key.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(key, format string, a ...any) {
+		errs = append(errs, &FieldError{Key: key, Reason: fmt.Sprintf(format, a...)})
+	}
+	if c.Relay == "" {
+		add("relay", "is required (the relay's tunnel address, e.g. \"relay.example.com:7835\")")
+	} else if _, port, err := net.SplitHostPort(c.Relay); err != nil || port == "" {
+		add("relay", "%q must be host:port (e.g. \"relay.example.com:7835\")", c.Relay)
+	}
+	if c.Token == "" {
+		add("token", "is required (create one with `burrow token new`)")
+	}
+	switch c.Transport {
+	case TransportAuto, TransportQUIC, TransportTCP:
+	case "":
+		c.Transport = TransportAuto
+	default:
+		add("transport", "%q is not one of auto, quic, tcp", c.Transport)
+	}
+	if c.RelayFingerprint != "" {
+		if _, err := parseFingerprint(c.RelayFingerprint); err != nil {
+			add("relay_fingerprint", "%v", err)
+		}
+	}
+	if len(c.Routes) == 0 {
+		add("routes", "needs at least one route")
+	}
+	for i, r := range c.Routes {
+		key := fmt.Sprintf("routes[%d]", i)
+		if r.Host == "" {
+			add(key+".host", "is required")
+		} else if r.Host != strings.ToLower(r.Host) || strings.ContainsAny(r.Host, ":/ *") {
+			add(key+".host", "%q must be a lower-case host name without scheme, port or path", r.Host)
+		}
+		if r.Prefix != "" && (!strings.HasPrefix(r.Prefix, "/") || strings.HasSuffix(r.Prefix, "/")) {
+			add(key+".prefix", "%q must start with / and not end with / (e.g. \"/stash\")", r.Prefix)
+		}
+		if _, err := ParseService(r.Service); err != nil {
+			add(key+".service", "%v", err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ParseService checks a route's service URL and returns the address to dial.
+func ParseService(s string) (string, error) {
+	if s == "" {
+		return "", errors.New("is required (e.g. \"http://127.0.0.1:9999\")")
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", fmt.Errorf("%q is not a URL: %v", s, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "tcp" {
+		return "", fmt.Errorf("%q: scheme must be http:// (or tcp://)", s)
+	}
+	if u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+		return "", fmt.Errorf("%q must be scheme://host:port with no path", s)
+	}
+	host, port := u.Hostname(), u.Port()
+	if port == "" {
+		if u.Scheme != "http" {
+			return "", fmt.Errorf("%q needs a port", s)
+		}
+		port = "80"
+	}
+	return net.JoinHostPort(host, port), nil
+}

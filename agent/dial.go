@@ -1,0 +1,98 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/burrow-tunnel/burrow/protocol"
+)
+
+// quicFallbackAfter is how long auto waits for QUIC before trying TCP.
+const quicFallbackAfter = 3 * time.Second
+
+func parseFingerprint(s string) ([]byte, error) {
+	h, ok := strings.CutPrefix(s, "sha256:")
+	b, err := hex.DecodeString(h)
+	if !ok || err != nil || len(b) != sha256.Size {
+		return nil, fmt.Errorf("%q must be \"sha256:\" and 64 hex digits (printed by `burrow relay fingerprint`)", s)
+	}
+	return b, nil
+}
+
+// tlsConfig verifies the relay by pin, CA file or system roots; never not at all.
+func (c *Config) tlsConfig() (*tls.Config, error) {
+	host, _, _ := net.SplitHostPort(c.Relay)
+	tc := &tls.Config{
+		ServerName: host,
+		NextProtos: []string{protocol.ALPN},
+		MinVersion: tls.VersionTLS13,
+	}
+	if c.ServerName != "" {
+		tc.ServerName = c.ServerName
+	}
+	if c.RelayFingerprint != "" {
+		pin, err := parseFingerprint(c.RelayFingerprint)
+		if err != nil {
+			return nil, fmt.Errorf("relay_fingerprint: %w", err)
+		}
+		// The pin replaces chain verification: the certificate must be exactly the pinned one.
+		tc.InsecureSkipVerify = true
+		tc.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("relay sent no certificate")
+			}
+			sum := sha256.Sum256(cs.PeerCertificates[0].Raw)
+			if !bytes.Equal(sum[:], pin) {
+				return fmt.Errorf("relay certificate sha256:%x does not match relay_fingerprint", sum)
+			}
+			return nil
+		}
+		return tc, nil
+	}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca_file: %s holds no PEM certificate", c.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	return tc, nil
+}
+
+// dial opens a session to the relay with the configured transport.
+func (a *Agent) dial(ctx context.Context) (protocol.Session, error) {
+	switch a.cfg.Transport {
+	case TransportQUIC:
+		return protocol.DialQUIC(ctx, a.cfg.Relay, a.tls)
+	case TransportTCP:
+		return protocol.DialTCP(ctx, a.cfg.Relay, a.tls)
+	}
+	qctx, cancel := context.WithTimeout(ctx, quicFallbackAfter)
+	s, qerr := protocol.DialQUIC(qctx, a.cfg.Relay, a.tls)
+	cancel()
+	if qerr == nil {
+		return s, nil
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	s, terr := protocol.DialTCP(ctx, a.cfg.Relay, a.tls)
+	if terr != nil {
+		return nil, fmt.Errorf("quic: %w; tcp: %w", qerr, terr)
+	}
+	return s, nil
+}

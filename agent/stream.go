@@ -1,0 +1,86 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/burrow-tunnel/burrow/protocol"
+)
+
+const (
+	serviceDialTimeout = 10 * time.Second
+	copyBufferSize     = 64 << 10
+)
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
+
+// serveStream reads a stream's header, dials the route's service and copies
+// bytes both ways until both directions are done.
+func (a *Agent) serveStream(ctx context.Context, log *slog.Logger, routes map[uint32]*liveRoute, st protocol.Stream) {
+	defer st.Close()
+	_ = st.SetReadDeadline(time.Now().Add(protocol.HandshakeTimeout))
+	hdr, err := protocol.ReadStreamHeader(st)
+	if err != nil {
+		log.Debug("bad stream header", "err", err)
+		return
+	}
+	_ = st.SetReadDeadline(time.Time{})
+	rt := routes[hdr.RouteID]
+	if rt == nil {
+		_ = protocol.WriteStatus(st, protocol.StatusUnknownRoute, "no route with this id")
+		return
+	}
+	d := net.Dialer{Timeout: serviceDialTimeout, KeepAlive: 30 * time.Second}
+	svc, err := d.DialContext(ctx, "tcp", rt.addr)
+	if err != nil {
+		log.Warn("service unreachable", "host", rt.Host, "service", rt.Service, "err", err)
+		_ = protocol.WriteStatus(st, protocol.StatusServiceUnreachable, rt.Service+": "+err.Error())
+		return
+	}
+	defer svc.Close()
+	if err := protocol.WriteStatus(st, protocol.StatusOK, ""); err != nil {
+		return
+	}
+	// Stop at once when the session ends.
+	stop := context.AfterFunc(ctx, func() { st.Close(); svc.Close() })
+	defer stop()
+	join(st, svc.(*net.TCPConn))
+}
+
+// halfCloser is a connection whose write side can be closed alone.
+type halfCloser interface {
+	net.Conn
+	CloseWrite() error
+}
+
+// join copies a→b and b→a with pooled buffers. EOF on one side is passed on as
+// a half-close; an error on either side closes both.
+func join(a, b halfCloser) {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	pipe := func(dst, src halfCloser) {
+		defer wg.Done()
+		bp := bufPool.Get().(*[]byte)
+		_, err := io.CopyBuffer(writerOnly{dst}, readerOnly{src}, *bp)
+		bufPool.Put(bp)
+		if err == nil || errors.Is(err, io.EOF) {
+			_ = dst.CloseWrite()
+			return
+		}
+		a.Close()
+		b.Close()
+	}
+	go pipe(a, b)
+	pipe(b, a)
+	wg.Wait()
+}
+
+// readerOnly and writerOnly hide ReadFrom/WriteTo so that io.CopyBuffer uses
+// the pooled buffer instead of allocating one.
+type readerOnly struct{ io.Reader }
+type writerOnly struct{ io.Writer }

@@ -1,0 +1,173 @@
+// Command burrow is the relay, the agent, and their tools in one binary.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/burrow-tunnel/burrow/agent"
+	"github.com/burrow-tunnel/burrow/protocol"
+	"github.com/burrow-tunnel/burrow/relay"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = ""
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := newRoot().ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "burrow:", err)
+		os.Exit(1)
+	}
+}
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "burrow",
+		Short:         "Burrow publishes a service at home (such as Stash) through a relay you host",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newRelayCmd(), newAgentCmd(), newTokenCmd(), newDemoCmd(), newVersionCmd())
+	return root
+}
+
+// configFlag adds --config, defaulting to $BURROW_CONFIG.
+func configFlag(c *cobra.Command, p *string) {
+	c.Flags().StringVarP(p, "config", "c", os.Getenv("BURROW_CONFIG"), "config file (YAML); also $BURROW_CONFIG")
+}
+
+func newRelayCmd() *cobra.Command {
+	var path string
+	c := &cobra.Command{
+		Use:   "relay",
+		Short: "Run the relay (on the public server)",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cfg, lf, err := loadRelayConfig(path)
+			if err != nil {
+				return err
+			}
+			s, err := relay.New(cfg, newLogger(lf))
+			if err != nil {
+				return err
+			}
+			return s.Run(c.Context())
+		},
+	}
+	configFlag(c, &path)
+	var fpPath string
+	fp := &cobra.Command{
+		Use:   "fingerprint",
+		Short: "Print the sha256 fingerprint of the relay's tunnel certificate (for agents' relay_fingerprint)",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cfg, _, err := loadRelayConfig(fpPath)
+			if err != nil {
+				return err
+			}
+			cert, err := relay.LoadTunnelCertificate(cfg.Tunnel, cfg.StateDir)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(c.OutOrStdout(), relay.Fingerprint(cert.Certificate[0]))
+			return nil
+		},
+	}
+	configFlag(fp, &fpPath)
+	c.AddCommand(fp)
+	return c
+}
+
+func newAgentCmd() *cobra.Command {
+	var path string
+	c := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the agent (at home, next to the service)",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cfg, lf, err := loadAgentConfig(path)
+			if err != nil {
+				return err
+			}
+			a, err := agent.New(cfg, newLogger(lf))
+			if err != nil {
+				return err
+			}
+			return a.Run(c.Context())
+		},
+	}
+	configFlag(c, &path)
+	return c
+}
+
+func newTokenCmd() *cobra.Command {
+	c := &cobra.Command{Use: "token", Short: "Agent tokens"}
+	var asJSON bool
+	n := &cobra.Command{
+		Use:   "new",
+		Short: "Print a new random agent token and the line for the relay's config",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			tok, sum, err := newToken()
+			if err != nil {
+				return err
+			}
+			out := c.OutOrStdout()
+			if asJSON {
+				return json.NewEncoder(out).Encode(map[string]string{"token": tok, "token_sha256": sum})
+			}
+			fmt.Fprintf(out, "token: %s\n\n", tok)
+			fmt.Fprintf(out, "# agent.yaml (keep it secret):\ntoken: %q\n\n", tok)
+			fmt.Fprintf(out, "# relay.yaml, under agents[] (only the hash is stored on the relay):\n    token_sha256: %q\n", sum)
+			return nil
+		},
+	}
+	n.Flags().BoolVar(&asJSON, "json", false, `print {"token": …, "token_sha256": …}`)
+	c.AddCommand(n)
+	return c
+}
+
+// newToken returns 256 random bits, URL-safe base64, and the hex sha256 of that string.
+func newToken() (token, sum string, err error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", "", err
+	}
+	token = base64.RawURLEncoding.EncodeToString(b[:])
+	h := sha256.Sum256([]byte(token))
+	return token, hex.EncodeToString(h[:]), nil
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print Burrow's version",
+		Args:  cobra.NoArgs,
+		Run: func(c *cobra.Command, _ []string) {
+			fmt.Fprintf(c.OutOrStdout(), "burrow %s (protocol %d)\n", buildVersion(), protocol.Version)
+		},
+	}
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}

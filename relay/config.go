@@ -1,0 +1,163 @@
+package relay
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+)
+
+// Config is the relay's validated configuration. cmd/burrow decodes relay.yaml into it.
+type Config struct {
+	Tunnel         TunnelConfig
+	Public         PublicConfig
+	StateDir       string
+	TrustedProxies []netip.Prefix
+	Agents         []AgentGrant
+}
+
+// TunnelConfig is where agents connect.
+type TunnelConfig struct {
+	// Listen is the address for QUIC (UDP) and TLS+yamux (TCP), same port number.
+	Listen   string
+	CertFile string
+	KeyFile  string
+}
+
+// PublicConfig is the public side.
+type PublicConfig struct {
+	// HTTP is the plain-HTTP listener address; empty disables it.
+	HTTP string
+}
+
+// AgentGrant is one agent allowed to connect, and the hosts it may serve.
+type AgentGrant struct {
+	Name        string
+	TokenSHA256 [sha256.Size]byte
+	// Hosts are lower-case names; a leading "*." matches exactly one label.
+	Hosts []string
+}
+
+// FieldError is a configuration error naming its key.
+type FieldError struct {
+	Key    string
+	Reason string
+}
+
+func (e *FieldError) Error() string { return e.Key + ": " + e.Reason }
+
+// ParseTokenHash decodes the hex sha256 of a token, as printed by `burrow token new`.
+func ParseTokenHash(s string) ([sha256.Size]byte, error) {
+	var h [sha256.Size]byte
+	b, err := hex.DecodeString(strings.TrimSpace(s))
+	if err != nil || len(b) != sha256.Size {
+		return h, errors.New("must be 64 hex digits (the token_sha256 printed by `burrow token new`)")
+	}
+	copy(h[:], b)
+	return h, nil
+}
+
+// Validate checks the config; every error names its key.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(key, format string, a ...any) {
+		errs = append(errs, &FieldError{Key: key, Reason: fmt.Sprintf(format, a...)})
+	}
+	if c.Tunnel.Listen == "" {
+		add("tunnel.listen", "is required (e.g. \":7835\")")
+	} else if _, _, err := net.SplitHostPort(c.Tunnel.Listen); err != nil {
+		add("tunnel.listen", "%q is not host:port: %v", c.Tunnel.Listen, err)
+	}
+	if (c.Tunnel.CertFile == "") != (c.Tunnel.KeyFile == "") {
+		add("tunnel.cert_file", "tunnel.cert_file and tunnel.key_file must be set together")
+	}
+	if c.Public.HTTP != "" {
+		if _, _, err := net.SplitHostPort(c.Public.HTTP); err != nil {
+			add("public.http", "%q is not host:port: %v", c.Public.HTTP, err)
+		}
+	}
+	if c.StateDir == "" {
+		add("state_dir", "is required (e.g. /var/lib/burrow)")
+	}
+	names := map[string]bool{}
+	owner := map[string]string{}
+	for i, a := range c.Agents {
+		key := fmt.Sprintf("agents[%d]", i)
+		if a.Name == "" {
+			add(key+".name", "is required")
+		} else if names[a.Name] {
+			add(key+".name", "%q is used by another agent", a.Name)
+		}
+		names[a.Name] = true
+		if a.TokenSHA256 == ([sha256.Size]byte{}) {
+			add(key+".token_sha256", "is required")
+		}
+		if len(a.Hosts) == 0 {
+			add(key+".hosts", "needs at least one host")
+		}
+		for j, h := range a.Hosts {
+			hk := fmt.Sprintf("%s.hosts[%d]", key, j)
+			if err := ValidHostPattern(h); err != nil {
+				add(hk, "%v", err)
+				continue
+			}
+			if o, ok := owner[h]; ok && o != a.Name {
+				add(hk, "%q is already granted to agent %q", h, o)
+			}
+			owner[h] = a.Name
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ValidHostPattern checks a granted host: a lower-case DNS name, optionally with a leading "*.".
+func ValidHostPattern(h string) error {
+	name := strings.TrimPrefix(h, "*.")
+	if strings.Contains(name, "*") {
+		return fmt.Errorf("%q: a wildcard may only be a leading \"*.\"", h)
+	}
+	return ValidHost(name)
+}
+
+// ValidHost checks a concrete host name (no port, lower case).
+func ValidHost(h string) error {
+	if h == "" {
+		return errors.New("host is empty")
+	}
+	if h != strings.ToLower(h) {
+		return fmt.Errorf("%q: host must be lower case", h)
+	}
+	if strings.ContainsAny(h, ":/ ") {
+		return fmt.Errorf("%q: host must be a bare name, without scheme, port or path", h)
+	}
+	if len(h) > 253 {
+		return fmt.Errorf("%q: host is longer than 253 characters", h)
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 {
+			return fmt.Errorf("%q: bad DNS label %q", h, label)
+		}
+	}
+	return nil
+}
+
+// Allows reports whether the grant covers host.
+func (a *AgentGrant) Allows(host string) bool {
+	for _, p := range a.Hosts {
+		if hostMatches(p, host) {
+			return true
+		}
+	}
+	return false
+}
+
+func hostMatches(pattern, host string) bool {
+	if rest, ok := strings.CutPrefix(pattern, "*."); ok {
+		label, parent, found := strings.Cut(host, ".")
+		return found && label != "" && parent == rest
+	}
+	return pattern == host
+}

@@ -1,0 +1,54 @@
+package relay
+
+import (
+	"html/template"
+	"net/http"
+)
+
+type pageKind int
+
+const (
+	pageUnknownHost pageKind = iota
+	pageNoRoute
+	pageAgentOffline
+	pageServiceDown
+	pageTunnelError
+)
+
+var pageText = map[pageKind]struct{ title, body string }{
+	pageUnknownHost: {"Unknown site", "This Burrow relay serves no site called {{.}}. Check the address, or grant the host to an agent in the relay's config (agents[].hosts)."},
+	pageNoRoute:     {"Not found", "{{.}} is served through this relay, but no route covers this path."},
+	pageAgentOffline: {"Home agent not connected",
+		"The home agent that serves {{.}} is not connected to the relay right now. If you run this site: check that `burrow agent` is running at home and can reach the relay; its log says why it is not connected."},
+	pageServiceDown: {"Service at home not answering",
+		"The home agent for {{.}} is connected, but the service it forwards to (for example Stash) is not answering. If you run this site: check that the service is running on the address in the agent's routes[].service."},
+	pageTunnelError: {"Tunnel error", "The connection to the home agent for {{.}} failed while this request was in flight. Retrying usually helps."},
+}
+
+var pageTmpl = func() map[pageKind]*template.Template {
+	m := map[pageKind]*template.Template{}
+	for k, t := range pageText {
+		m[k] = template.Must(template.New("").Parse(`<!doctype html>
+<html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>` + t.title + ` — Burrow</title>
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40em;margin:4em auto;padding:0 1em;color:#222}h1{font-size:1.4em}small{color:#777}</style>
+</head><body><h1>` + t.title + `</h1><p>` + t.body + `</p><p><small>Burrow relay</small></p></body></html>
+`))
+	}
+	return m
+}()
+
+func (s *Server) page(w http.ResponseWriter, r *http.Request, code int, kind pageKind, host string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	if code == http.StatusServiceUnavailable {
+		h.Set("Retry-After", "5")
+	}
+	w.WriteHeader(code)
+	if r.Method == http.MethodHead {
+		return
+	}
+	_ = pageTmpl[kind].Execute(w, canonicalHost(host))
+}

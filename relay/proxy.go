@@ -1,0 +1,268 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/burrow-tunnel/burrow/protocol"
+)
+
+// Each pooled HTTP/1.1 connection of the proxy's Transport is one tunnel
+// stream. The Transport pools by URL host, so the outgoing URL's host names the
+// route id ("r17.burrow.invalid"): a reconnect gives new ids, so streams of a
+// dead session are never reused.
+const routeHostSuffix = ".burrow.invalid"
+
+type ctxKey int
+
+const routeKey ctxKey = 1
+
+// copyBufferSize is the size of the pooled buffers that move response bodies.
+const copyBufferSize = 64 << 10
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
+
+type bufferPool struct{}
+
+func (bufferPool) Get() []byte  { return *bufPool.Get().(*[]byte) }
+func (bufferPool) Put(b []byte) { bufPool.Put(&b) }
+
+func (s *Server) newProxy() *httputil.ReverseProxy {
+	s.transport = &http.Transport{
+		DialContext:           s.dialRoute,
+		MaxIdleConns:          4096,
+		MaxIdleConnsPerHost:   1024,
+		IdleConnTimeout:       90e9,
+		DisableCompression:    true,
+		ExpectContinueTimeout: 1e9,
+		WriteBufferSize:       copyBufferSize,
+		ReadBufferSize:        copyBufferSize,
+		// No ResponseHeaderTimeout: HLS segments and long GraphQL calls may take
+		// long before their headers; a client that gives up cancels the request.
+	}
+	return &httputil.ReverseProxy{
+		Rewrite:      s.rewrite,
+		Transport:    s.transport,
+		BufferPool:   bufferPool{},
+		ErrorHandler: s.proxyError,
+		ErrorLog:     s.errorLog(),
+	}
+}
+
+// dialRoute opens a tunnel stream to the agent that owns the route named by addr.
+func (s *Server) dialRoute(ctx context.Context, _, addr string) (net.Conn, error) {
+	host, _, _ := net.SplitHostPort(addr)
+	idStr, ok := strings.CutSuffix(host, routeHostSuffix)
+	if !ok || len(idStr) < 2 {
+		return nil, fmt.Errorf("relay: bad route address %q", addr)
+	}
+	id, err := strconv.ParseUint(idStr[1:], 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("relay: bad route address %q", addr)
+	}
+	rt := s.reg.byRouteID(uint32(id))
+	if rt == nil {
+		return nil, errAgentOffline
+	}
+	st, err := rt.session.OpenStream(ctx)
+	if err != nil {
+		if errors.Is(err, protocol.ErrSessionClosed) {
+			return nil, errAgentOffline
+		}
+		return nil, fmt.Errorf("relay: open tunnel stream: %w", err)
+	}
+	hdr, _ := protocol.StreamHeader{Kind: protocol.KindHTTP, RouteID: rt.id}.AppendBinary(nil)
+	if _, err := st.Write(hdr); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("relay: write stream header: %w", err)
+	}
+	return &statusConn{Stream: st}, nil
+}
+
+// statusConn reads the agent's stream status before the first byte of the
+// service's answer, so that the request bytes are pipelined behind the header.
+type statusConn struct {
+	protocol.Stream
+	once sync.Once
+	err  error
+}
+
+func (c *statusConn) Read(p []byte) (int, error) {
+	c.once.Do(func() { c.err = protocol.ReadStatus(c.Stream) })
+	if c.err != nil {
+		return 0, c.err
+	}
+	return c.Stream.Read(p)
+}
+
+// rewrite sets the outgoing request's URL and forwarded headers (DESIGN.md's table).
+func (s *Server) rewrite(pr *httputil.ProxyRequest) {
+	rt := pr.In.Context().Value(routeKey).(*route)
+	pr.Out.URL.Scheme = "http"
+	pr.Out.URL.Host = "r" + strconv.FormatUint(uint64(rt.id), 10) + routeHostSuffix
+	if rt.prefix != "" {
+		pr.Out.URL.Path = stripPrefix(pr.In.URL.Path, rt.prefix)
+		if pr.In.URL.RawPath != "" {
+			pr.Out.URL.RawPath = stripPrefix(pr.In.URL.RawPath, rt.prefix)
+		}
+	}
+	pr.Out.Host = pr.In.Host
+	setForwarded(pr, rt.prefix, s.trusted(pr.In.RemoteAddr))
+}
+
+func stripPrefix(p, prefix string) string {
+	rest := strings.TrimPrefix(p, prefix)
+	if rest == "" {
+		return "/"
+	}
+	return rest
+}
+
+func (s *Server) trusted(remote string) bool {
+	if len(s.cfg.TrustedProxies) == 0 {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return false
+	}
+	for _, p := range s.cfg.TrustedProxies {
+		if p.Contains(ap.Addr().Unmap()) {
+			return true
+		}
+	}
+	return false
+}
+
+// setForwarded writes the forwarded headers. Client-sent values are dropped
+// unless the peer is a trusted proxy, whose chain is kept and extended.
+func setForwarded(pr *httputil.ProxyRequest, prefix string, trusted bool) {
+	in, out := pr.In, pr.Out.Header
+	peer := in.RemoteAddr
+	if ap, err := netip.ParseAddrPort(peer); err == nil {
+		peer = ap.Addr().Unmap().String()
+	}
+	proto := "http"
+	if in.TLS != nil {
+		proto = "https"
+	}
+	host := in.Host
+	port := ""
+	if a, ok := in.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+			port = strconv.Itoa(int(ap.Port()))
+		}
+	}
+	realIP := peer
+	xff := peer
+	if trusted {
+		if prior := strings.Join(in.Header.Values("X-Forwarded-For"), ", "); prior != "" {
+			xff = prior + ", " + peer
+			realIP = strings.TrimSpace(strings.Split(prior, ",")[0])
+		}
+		if v := in.Header.Get("X-Real-IP"); v != "" {
+			realIP = v
+		}
+		if v := in.Header.Get("X-Forwarded-Proto"); v != "" {
+			proto = v
+		}
+		if v := in.Header.Get("X-Forwarded-Host"); v != "" {
+			host = v
+		}
+		if v := in.Header.Get("X-Forwarded-Port"); v != "" {
+			port = v
+		}
+	} else {
+		out.Del("Forwarded")
+	}
+	out.Set("X-Real-IP", realIP)
+	out.Set("X-Forwarded-For", xff)
+	out.Set("X-Forwarded-Proto", proto)
+	out.Set("X-Forwarded-Host", host)
+	if port != "" {
+		out.Set("X-Forwarded-Port", port)
+	} else {
+		out.Del("X-Forwarded-Port")
+	}
+	if prefix != "" {
+		out.Set("X-Forwarded-Prefix", prefix)
+	} else {
+		out.Del("X-Forwarded-Prefix")
+	}
+}
+
+// ServeHTTP routes a public request by Host and longest prefix to its agent.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	host := canonicalHost(r.Host)
+	rt := s.reg.lookup(host, r.URL.Path)
+	if rt == nil {
+		switch {
+		case s.reg.hasHost(host):
+			s.page(w, r, http.StatusNotFound, pageNoRoute, host)
+		case s.granted(host):
+			s.page(w, r, http.StatusServiceUnavailable, pageAgentOffline, host)
+		default:
+			s.page(w, r, http.StatusNotFound, pageUnknownHost, host)
+		}
+		return
+	}
+	if rt.prefix != "" && r.URL.Path == rt.prefix && isGetOrHead(r.Method) {
+		// "/stash" → "/stash/", as nginx does for a location with a trailing slash.
+		u := *r.URL
+		u.Path = rt.prefix + "/"
+		u.RawPath = ""
+		http.Redirect(w, r, u.RequestURI(), http.StatusPermanentRedirect)
+		return
+	}
+	ctx := context.WithValue(r.Context(), routeKey, rt)
+	s.proxy.ServeHTTP(w, r.WithContext(ctx))
+}
+
+func isGetOrHead(m string) bool { return m == http.MethodGet || m == http.MethodHead }
+
+func canonicalHost(h string) string {
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		h = host
+	}
+	return strings.ToLower(strings.TrimSuffix(h, "."))
+}
+
+func (s *Server) granted(host string) bool {
+	for i := range s.cfg.Agents {
+		if s.cfg.Agents[i].Allows(host) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	rt, _ := r.Context().Value(routeKey).(*route)
+	var st *protocol.StatusError
+	switch {
+	case r.Context().Err() != nil:
+		// The client went away; nobody reads a page.
+		s.log.Debug("client gone", "host", r.Host, "err", err)
+		w.WriteHeader(499)
+	case errors.Is(err, errAgentOffline):
+		s.page(w, r, http.StatusServiceUnavailable, pageAgentOffline, r.Host)
+	case errors.As(err, &st) && st.Code == protocol.StatusServiceUnreachable:
+		s.log.Warn("service at home unreachable", "host", r.Host, "agent", rt.agent, "err", st.Message)
+		s.page(w, r, http.StatusBadGateway, pageServiceDown, r.Host)
+	default:
+		agent := ""
+		if rt != nil {
+			agent = rt.agent
+		}
+		s.log.Warn("proxy error", "host", r.Host, "agent", agent, "err", err)
+		s.page(w, r, http.StatusBadGateway, pageTunnelError, r.Host)
+	}
+}

@@ -1,0 +1,184 @@
+package relay
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/burrow-tunnel/burrow/protocol"
+)
+
+// serveSession runs one agent session: the handshake on its control stream,
+// then the published routes until the session or ctx ends.
+func (s *Server) serveSession(ctx context.Context, sess protocol.Session) {
+	defer sess.Close()
+	log := s.log.With("remote", sess.RemoteAddr().String(), "transport", sess.Transport())
+
+	hctx, cancel := context.WithTimeout(ctx, protocol.HandshakeTimeout)
+	ctrl, err := sess.AcceptStream(hctx)
+	cancel()
+	if err != nil {
+		log.Debug("agent sent no control stream", "err", err)
+		return
+	}
+	defer ctrl.Close()
+	// The deadline guards the handshake only; afterwards the session keepalive carries liveness.
+	_ = ctrl.SetDeadline(time.Now().Add(protocol.HandshakeTimeout))
+	hello, err := protocol.ReadHello(ctrl)
+	if err != nil {
+		log.Info("agent handshake failed", "err", err)
+		s.reject(ctrl, protocol.RejectBadHello, "could not read hello: "+err.Error())
+		return
+	}
+	if hello.Version != protocol.Version {
+		log.Warn("agent speaks another protocol version", "agent_version", hello.Version, "relay_version", protocol.Version)
+		s.reject(ctrl, protocol.RejectVersion, fmt.Sprintf("relay speaks protocol version %d, agent sent %d: upgrade the older side", protocol.Version, hello.Version))
+		return
+	}
+	grant := s.authenticate(hello.Token)
+	if grant == nil {
+		log.Warn("agent refused: invalid token", "agent_name", hello.Agent)
+		s.reject(ctrl, protocol.RejectBadToken, "invalid token: it matches no agents[].token_sha256 in the relay's config")
+		return
+	}
+	sessionID := newSessionID()
+	log = log.With("agent", grant.Name, "session", sessionID)
+
+	var (
+		routes  []*route
+		welcome = protocol.Welcome{
+			Version:         protocol.Version,
+			SessionID:       sessionID,
+			Agent:           grant.Name,
+			HeartbeatMillis: protocol.KeepAlivePeriod.Milliseconds(),
+		}
+	)
+	for _, want := range hello.Routes {
+		host, prefix, reason := checkRoute(grant, want)
+		if reason == "" {
+			rt, owner, ok := s.reg.add(grant.Name, sess, host, prefix)
+			if ok {
+				routes = append(routes, rt)
+				welcome.Accepted = append(welcome.Accepted, protocol.AcceptedRoute{
+					ID: rt.id, Host: host, Prefix: prefix, PublicURLs: s.publicURLs(host, prefix),
+				})
+				continue
+			}
+			reason = fmt.Sprintf("already served by agent %q", owner)
+		}
+		welcome.Refused = append(welcome.Refused, protocol.RefusedRoute{Host: want.Host, Prefix: want.Prefix, Reason: reason})
+		log.Warn("route refused", "host", want.Host, "prefix", want.Prefix, "reason", reason)
+	}
+	defer s.reg.remove(routes)
+	if len(routes) == 0 {
+		var reasons []string
+		for _, r := range welcome.Refused {
+			reasons = append(reasons, r.Host+r.Prefix+": "+r.Reason)
+		}
+		s.reject(ctrl, protocol.RejectNoRoutes, "no route accepted: "+strings.Join(reasons, "; "))
+		return
+	}
+	if err := protocol.WriteMessage(ctrl, protocol.MsgWelcome, &welcome); err != nil {
+		log.Info("agent handshake failed", "err", err)
+		return
+	}
+	_ = ctrl.SetDeadline(time.Time{})
+	var hosts []string
+	for _, a := range welcome.Accepted {
+		hosts = append(hosts, a.Host+a.Prefix)
+	}
+	log.Info("agent connected", "routes", hosts)
+
+	// The control stream stays open for the session's life; its end (or the
+	// session's) unpublishes the routes.
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		var b [512]byte
+		for {
+			if _, err := ctrl.Read(b[:]); err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case <-ended:
+	case <-sess.Done():
+	case <-ctx.Done():
+	}
+	ctrl.Close()
+	sess.Close()
+	<-ended
+	log.Info("agent disconnected")
+}
+
+func (s *Server) reject(ctrl protocol.Stream, code, msg string) {
+	_ = protocol.WriteMessage(ctrl, protocol.MsgReject, &protocol.Reject{Code: code, Message: msg, Version: protocol.Version})
+	_ = ctrl.CloseWrite()
+	// Give the agent a moment to read the reason before the session goes.
+	_ = ctrl.SetReadDeadline(time.Now().Add(2 * time.Second))
+	var b [1]byte
+	_, _ = ctrl.Read(b[:])
+}
+
+// authenticate compares the token's hash with every grant in constant time.
+func (s *Server) authenticate(token string) *AgentGrant {
+	sum := sha256.Sum256([]byte(token))
+	var found *AgentGrant
+	for i := range s.cfg.Agents {
+		g := &s.cfg.Agents[i]
+		if subtle.ConstantTimeCompare(sum[:], g.TokenSHA256[:]) == 1 && token != "" {
+			found = g
+		}
+	}
+	return found
+}
+
+// checkRoute normalises a requested route and says why it is refused, if it is.
+func checkRoute(g *AgentGrant, r protocol.Route) (host, prefix, reason string) {
+	host = strings.ToLower(strings.TrimSuffix(r.Host, "."))
+	if err := ValidHost(host); err != nil {
+		return "", "", err.Error()
+	}
+	if !g.Allows(host) {
+		return "", "", fmt.Sprintf("host %q is not granted to agent %q (relay config agents[].hosts)", host, g.Name)
+	}
+	prefix, err := CleanPrefix(r.Prefix)
+	if err != nil {
+		return "", "", err.Error()
+	}
+	return host, prefix, ""
+}
+
+// CleanPrefix normalises a route prefix: "" or "/a/b" without a trailing slash.
+func CleanPrefix(p string) (string, error) {
+	if p == "" || p == "/" {
+		return "", nil
+	}
+	if !strings.HasPrefix(p, "/") {
+		return "", fmt.Errorf("prefix %q must start with /", p)
+	}
+	if strings.ContainsAny(p, "?#%") {
+		return "", fmt.Errorf("prefix %q must be a plain path", p)
+	}
+	c := path.Clean(p)
+	if c != strings.TrimSuffix(p, "/") {
+		return "", fmt.Errorf("prefix %q is not a clean path (want %q)", p, c)
+	}
+	return c, nil
+}
+
+func newSessionID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+var errAgentOffline = errors.New("relay: the home agent for this route is not connected")
