@@ -17,8 +17,13 @@ import (
 	"github.com/burrow-tunnel/burrow/protocol"
 )
 
-// quicFallbackAfter is how long auto waits for QUIC before trying TCP.
-const quicFallbackAfter = 3 * time.Second
+const (
+	// quicFallbackAfter is how long auto waits for QUIC before trying TCP.
+	quicFallbackAfter = 3 * time.Second
+	// quicDialTimeout bounds one QUIC attempt, so that a relay that comes back
+	// is found by the next attempt rather than a long-retransmitting one.
+	quicDialTimeout = 5 * time.Second
+)
 
 func parseFingerprint(s string) ([]byte, error) {
 	h, ok := strings.CutPrefix(s, "sha256:")
@@ -77,6 +82,8 @@ func (c *Config) tlsConfig() (*tls.Config, error) {
 func (a *Agent) dial(ctx context.Context) (protocol.Session, error) {
 	switch a.cfg.Transport {
 	case TransportQUIC:
+		ctx, cancel := context.WithTimeout(ctx, quicDialTimeout)
+		defer cancel()
 		return protocol.DialQUIC(ctx, a.cfg.Relay, a.tls)
 	case TransportTCP:
 		return protocol.DialTCP(ctx, a.cfg.Relay, a.tls)

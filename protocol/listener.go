@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -37,6 +38,26 @@ type Listener struct {
 // its NextProtos is set to ALPN. With port 0, one free port number is picked
 // for both UDP and TCP.
 func Listen(addr string, tlsConf *tls.Config, log *slog.Logger) (*Listener, error) {
+	return ListenConfig{TLS: tlsConf, Log: log}.Listen(addr)
+}
+
+// ListenConfig holds the options of a tunnel listener.
+type ListenConfig struct {
+	TLS *tls.Config
+	Log *slog.Logger
+	// ResetSeed, when set, derives the QUIC stateless reset key. A relay that
+	// keeps it across restarts answers an agent's packets for a connection it
+	// lost with a reset, so the agent reconnects at once instead of waiting
+	// for its idle timeout.
+	ResetSeed []byte
+}
+
+// Listen opens the tunnel listener on addr.
+func (lc ListenConfig) Listen(addr string) (*Listener, error) {
+	tlsConf, log := lc.TLS, lc.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	tlsConf = tlsConf.Clone()
 	tlsConf.NextProtos = []string{ALPN}
 	tlsConf.MinVersion = tls.VersionTLS13
@@ -46,6 +67,10 @@ func Listen(addr string, tlsConf *tls.Config, log *slog.Logger) (*Listener, erro
 		return nil, err
 	}
 	tr := &quic.Transport{Conn: udp}
+	if len(lc.ResetSeed) > 0 {
+		k := quic.StatelessResetKey(sha256.Sum256(append([]byte("burrow stateless reset\x00"), lc.ResetSeed...)))
+		tr.StatelessResetKey = &k
+	}
 	ql, err := tr.Listen(tlsConf, QUICConfig())
 	if err != nil {
 		tcp.Close()

@@ -20,8 +20,8 @@ const (
 func QUICConfig() *quic.Config {
 	return &quic.Config{
 		HandshakeIdleTimeout:           HandshakeTimeout,
-		MaxIdleTimeout:                 IdleTimeout,
-		KeepAlivePeriod:                KeepAlivePeriod,
+		MaxIdleTimeout:                 QUICIdleTimeout,
+		KeepAlivePeriod:                QUICKeepAlivePeriod,
 		InitialStreamReceiveWindow:     initialStreamWindow,
 		MaxStreamReceiveWindow:         StreamWindow,
 		InitialConnectionReceiveWindow: initialConnWindow,

@@ -37,12 +37,20 @@ type Session interface {
 // 100 ms, enough for any home uplink; memory is only used when a reader falls
 // behind. The connection window (QUIC) is sized for several such streams.
 const (
-	StreamWindow         = 16 << 20
-	ConnectionWindow     = 64 << 20
-	initialStreamWindow  = 1 << 20
-	initialConnWindow    = 2 << 20
-	KeepAlivePeriod      = 10 * time.Second
-	IdleTimeout          = 30 * time.Second
+	StreamWindow        = 16 << 20
+	ConnectionWindow    = 64 << 20
+	initialStreamWindow = 1 << 20
+	initialConnWindow   = 2 << 20
+	// KeepAlivePeriod is the yamux ping period. TCP learns of a dead relay
+	// process from the kernel; a partition shows within KeepAlivePeriod plus
+	// IdleTimeout.
+	KeepAlivePeriod = 10 * time.Second
+	// QUICKeepAlivePeriod is short because UDP has no kernel-level close: the
+	// agent learns of a restarted relay (by its stateless reset) on its next packet.
+	QUICKeepAlivePeriod = 2 * time.Second
+	IdleTimeout         = 30 * time.Second
+	// QUICIdleTimeout declares a silent QUIC session dead.
+	QUICIdleTimeout      = 15 * time.Second
 	HandshakeTimeout     = 10 * time.Second
 	maxConcurrentStreams = 1 << 16
 )

@@ -34,14 +34,27 @@ type harness struct {
 
 func startRelay(t *testing.T, hosts []string) *harness {
 	t.Helper()
-	token := "test-token-" + t.Name()
-	sum := sha256.Sum256([]byte(token))
+	return startRelayWith(t, relayOpts{hosts: hosts, tunnel: "127.0.0.1:0", http: "127.0.0.1:0", state: t.TempDir(), token: "test-token"})
+}
+
+type relayOpts struct {
+	hosts                []string
+	tunnel, http, state  string
+	token, acceptedToken string
+}
+
+func startRelayWith(t *testing.T, o relayOpts) *harness {
+	t.Helper()
+	if o.acceptedToken == "" {
+		o.acceptedToken = o.token
+	}
+	sum := sha256.Sum256([]byte(o.acceptedToken))
 	hash, _ := relay.ParseTokenHash(hex.EncodeToString(sum[:]))
 	s, err := relay.New(relay.Config{
-		Tunnel:   relay.TunnelConfig{Listen: "127.0.0.1:0"},
-		Public:   relay.PublicConfig{HTTP: "127.0.0.1:0"},
-		StateDir: t.TempDir(),
-		Agents:   []relay.AgentGrant{{Name: "nas", TokenSHA256: hash, Hosts: hosts}},
+		Tunnel:   relay.TunnelConfig{Listen: o.tunnel},
+		Public:   relay.PublicConfig{HTTP: o.http},
+		StateDir: o.state,
+		Agents:   []relay.AgentGrant{{Name: "nas", TokenSHA256: hash, Hosts: o.hosts}},
 	}, testLogger(t, "relay"))
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +63,7 @@ func startRelay(t *testing.T, hosts []string) *harness {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &harness{relay: s, public: "http://" + s.HTTPAddr().String(), token: token, cancel: cancel, done: make(chan error, 1)}
+	h := &harness{relay: s, public: "http://" + s.HTTPAddr().String(), token: o.token, cancel: cancel, done: make(chan error, 1)}
 	go func() { h.done <- s.Run(ctx) }()
 	t.Cleanup(func() { h.stop(t) })
 	return h

@@ -5,6 +5,7 @@ package relay
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log"
@@ -56,7 +57,15 @@ func (s *Server) TunnelFingerprint() string { return Fingerprint(s.cert.Certific
 
 // Listen binds the tunnel and public listeners.
 func (s *Server) Listen() error {
-	tl, err := protocol.Listen(s.cfg.Tunnel.Listen, &tls.Config{Certificates: []tls.Certificate{s.cert}}, s.log)
+	seed, err := x509.MarshalPKCS8PrivateKey(s.cert.PrivateKey)
+	if err != nil {
+		return fmt.Errorf("tunnel key: %w", err)
+	}
+	tl, err := protocol.ListenConfig{
+		TLS:       &tls.Config{Certificates: []tls.Certificate{s.cert}},
+		Log:       s.log,
+		ResetSeed: seed,
+	}.Listen(s.cfg.Tunnel.Listen)
 	if err != nil {
 		return fmt.Errorf("tunnel.listen: %w", err)
 	}

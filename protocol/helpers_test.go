@@ -1,0 +1,171 @@
+package protocol_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"log/slog"
+	"math/big"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/burrow-tunnel/burrow/protocol"
+)
+
+// testCert is a self-signed certificate for "localhost" and 127.0.0.1, made once per test binary.
+var testCert = sync.OnceValues(func() (tls.Certificate, *x509.CertPool) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "burrow test relay"},
+		DNSNames:              []string{"localhost"},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		panic(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		panic(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
+})
+
+// serverTLS is the relay's TLS configuration; Listen sets NextProtos itself.
+func serverTLS() *tls.Config {
+	cert, _ := testCert()
+	return &tls.Config{Certificates: []tls.Certificate{cert}}
+}
+
+// clientTLS is an agent's TLS configuration trusting the test certificate.
+func clientTLS() *tls.Config {
+	_, pool := testCert()
+	return &tls.Config{RootCAs: pool, ServerName: "localhost", NextProtos: []string{protocol.ALPN}}
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// listen opens a Listener on a free loopback port, closed when the test ends.
+func listen(t *testing.T) *protocol.Listener {
+	t.Helper()
+	l, err := protocol.Listen("127.0.0.1:0", serverTLS(), testLogger(t))
+	if err != nil {
+		t.Fatalf("Listen: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Errorf("Listener.Close: %v", err)
+		}
+	})
+	return l
+}
+
+// shortCtx is the test's context with a deadline, so that no step can hang.
+func shortCtx(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// closeOnCleanup closes s when the test ends.
+func closeOnCleanup(t *testing.T, s protocol.Session) {
+	t.Cleanup(func() { s.Close() })
+}
+
+// acceptOne waits for one session on l.
+func acceptOne(t *testing.T, l *protocol.Listener) protocol.Session {
+	t.Helper()
+	s, err := l.Accept(shortCtx(t, 10*time.Second))
+	if err != nil {
+		t.Fatalf("Listener.Accept: %v", err)
+	}
+	closeOnCleanup(t, s)
+	return s
+}
+
+// quicPair is a QUIC session over loopback UDP: the agent side from DialQUIC, the relay side from Listen.
+func quicPair(t *testing.T) (dialer, listener protocol.Session) {
+	l := listen(t)
+	d, err := protocol.DialQUIC(shortCtx(t, 10*time.Second), l.Addr().String(), clientTLS())
+	if err != nil {
+		t.Fatalf("DialQUIC: %v", err)
+	}
+	closeOnCleanup(t, d)
+	return d, acceptOne(t, l)
+}
+
+// tcpPair is a yamux session over TLS over loopback TCP.
+func tcpPair(t *testing.T) (dialer, listener protocol.Session) {
+	l := listen(t)
+	d, err := protocol.DialTCP(shortCtx(t, 10*time.Second), l.Addr().String(), clientTLS())
+	if err != nil {
+		t.Fatalf("DialTCP: %v", err)
+	}
+	closeOnCleanup(t, d)
+	return d, acceptOne(t, l)
+}
+
+// pipePair is a yamux session over an in-memory net.Pipe.
+func pipePair(t *testing.T) (dialer, listener protocol.Session) {
+	c1, c2 := net.Pipe()
+	d, err := protocol.NewYamuxSession(c1, true)
+	if err != nil {
+		t.Fatalf("NewYamuxSession(client): %v", err)
+	}
+	closeOnCleanup(t, d)
+	s, err := protocol.NewYamuxSession(c2, false)
+	if err != nil {
+		t.Fatalf("NewYamuxSession(server): %v", err)
+	}
+	closeOnCleanup(t, s)
+	return d, s
+}
+
+// result runs f in a goroutine and returns a channel that gets its error.
+func result(f func() error) <-chan error {
+	ch := make(chan error, 1)
+	go func() { ch <- f() }()
+	return ch
+}
+
+// wait returns the error from ch, or fails the test if none arrives within d.
+func wait(t *testing.T, what string, ch <-chan error, d time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-ch:
+		return err
+	case <-time.After(d):
+		t.Fatalf("%s: still blocked after %v", what, d)
+		return nil
+	}
+}
+
+// waitDone fails the test unless done is closed within d.
+func waitDone(t *testing.T, what string, done <-chan struct{}, d time.Duration) {
+	t.Helper()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Fatalf("%s: not closed after %v", what, d)
+	}
+}
