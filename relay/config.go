@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"strings"
 )
 
@@ -14,6 +15,7 @@ import (
 type Config struct {
 	Tunnel         TunnelConfig
 	Public         PublicConfig
+	TLS            TLSConfig
 	StateDir       string
 	TrustedProxies []netip.Prefix
 	Agents         []AgentGrant
@@ -25,12 +27,39 @@ type TunnelConfig struct {
 	Listen   string
 	CertFile string
 	KeyFile  string
+	// Hostname, when set, makes the tunnel use the public (ACME) certificate of
+	// this name, so that agents verify the relay with the system roots.
+	Hostname string
 }
 
 // PublicConfig is the public side.
 type PublicConfig struct {
 	// HTTP is the plain-HTTP listener address; empty disables it.
 	HTTP string
+	// HTTPS is the TLS listener address (HTTP/1.1 and HTTP/2 on TCP, HTTP/3
+	// on UDP, same port); empty disables it.
+	HTTPS string
+	// RedirectHTTP makes plain HTTP answer 308 to https (ACME HTTP-01
+	// excepted); it applies only when HTTPS is set.
+	RedirectHTTP bool
+	// HSTS adds Strict-Transport-Security to HTTPS responses.
+	HSTS bool
+}
+
+// TLSConfig is the public certificate: a static pair, or ACME.
+type TLSConfig struct {
+	CertFile string
+	KeyFile  string
+	ACME     ACMEConfig
+}
+
+// ACMEConfig is an RFC 8555 certificate authority.
+type ACMEConfig struct {
+	Email string
+	// CA is the directory URL.
+	CA string
+	// CARoot is a PEM file with the CA's root, for a private CA.
+	CARoot string
 }
 
 // AgentGrant is one agent allowed to connect, and the hosts it may serve.
@@ -77,6 +106,33 @@ func (c *Config) Validate() error {
 	if c.Public.HTTP != "" {
 		if _, _, err := net.SplitHostPort(c.Public.HTTP); err != nil {
 			add("public.http", "%q is not host:port: %v", c.Public.HTTP, err)
+		}
+	}
+	if c.Public.HTTPS != "" {
+		if _, _, err := net.SplitHostPort(c.Public.HTTPS); err != nil {
+			add("public.https", "%q is not host:port: %v", c.Public.HTTPS, err)
+		}
+		if c.TLS.CertFile == "" && c.TLS.ACME.CA == "" {
+			add("tls", "public.https needs a certificate: set tls.cert_file/tls.key_file or tls.acme.ca")
+		}
+	}
+	if c.Public.HTTP == "" && c.Public.HTTPS == "" {
+		add("public", "set public.http, public.https or both")
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		add("tls.cert_file", "tls.cert_file and tls.key_file must be set together")
+	}
+	if c.TLS.ACME.CA != "" {
+		if u, err := url.Parse(c.TLS.ACME.CA); err != nil || u.Scheme != "https" || u.Host == "" {
+			add("tls.acme.ca", "%q must be an https:// ACME directory URL", c.TLS.ACME.CA)
+		}
+	}
+	if c.Tunnel.Hostname != "" {
+		if err := ValidHost(c.Tunnel.Hostname); err != nil {
+			add("tunnel.hostname", "%v", err)
+		}
+		if c.TLS.ACME.CA == "" && c.TLS.CertFile == "" {
+			add("tunnel.hostname", "needs a public certificate: set tls.acme or tls.cert_file")
 		}
 	}
 	if c.StateDir == "" {

@@ -29,10 +29,23 @@ type relayFile struct {
 		Listen   string `mapstructure:"listen"`
 		CertFile string `mapstructure:"cert_file"`
 		KeyFile  string `mapstructure:"key_file"`
+		Hostname string `mapstructure:"hostname"`
 	} `mapstructure:"tunnel"`
 	Public struct {
-		HTTP string `mapstructure:"http"`
+		HTTP         string `mapstructure:"http"`
+		HTTPS        string `mapstructure:"https"`
+		RedirectHTTP bool   `mapstructure:"redirect_http"`
+		HSTS         bool   `mapstructure:"hsts"`
 	} `mapstructure:"public"`
+	TLS struct {
+		CertFile string `mapstructure:"cert_file"`
+		KeyFile  string `mapstructure:"key_file"`
+		ACME     struct {
+			Email  string `mapstructure:"email"`
+			CA     string `mapstructure:"ca"`
+			CARoot string `mapstructure:"ca_root"`
+		} `mapstructure:"acme"`
+	} `mapstructure:"tls"`
 	StateDir       string   `mapstructure:"state_dir"`
 	TrustedProxies []string `mapstructure:"trusted_proxies"`
 	Agents         []struct {
@@ -63,13 +76,22 @@ type agentFile struct {
 }
 
 var relayDefaults = map[string]any{
-	"tunnel.listen":    ":7835",
-	"tunnel.cert_file": "",
-	"tunnel.key_file":  "",
-	"public.http":      ":80",
-	"state_dir":        "/var/lib/burrow",
-	"log.level":        "info",
-	"log.format":       "text",
+	"tunnel.listen":        ":7835",
+	"tunnel.cert_file":     "",
+	"tunnel.key_file":      "",
+	"tunnel.hostname":      "",
+	"public.http":          ":80",
+	"public.https":         "",
+	"public.redirect_http": true,
+	"public.hsts":          false,
+	"tls.cert_file":        "",
+	"tls.key_file":         "",
+	"tls.acme.email":       "",
+	"tls.acme.ca":          "",
+	"tls.acme.ca_root":     "",
+	"state_dir":            "/var/lib/burrow",
+	"log.level":            "info",
+	"log.format":           "text",
 }
 
 var agentDefaults = map[string]any{
@@ -184,8 +206,11 @@ func loadRelayConfig(path string) (relay.Config, logFile, error) {
 	}
 	var errs []error
 	cfg := relay.Config{
-		Tunnel:   relay.TunnelConfig{Listen: f.Tunnel.Listen, CertFile: f.Tunnel.CertFile, KeyFile: f.Tunnel.KeyFile},
-		Public:   relay.PublicConfig{HTTP: f.Public.HTTP},
+		Tunnel: relay.TunnelConfig{Listen: f.Tunnel.Listen, CertFile: f.Tunnel.CertFile, KeyFile: f.Tunnel.KeyFile, Hostname: f.Tunnel.Hostname},
+		Public: relay.PublicConfig{HTTP: f.Public.HTTP, HTTPS: f.Public.HTTPS, RedirectHTTP: f.Public.RedirectHTTP, HSTS: f.Public.HSTS},
+		TLS: relay.TLSConfig{CertFile: f.TLS.CertFile, KeyFile: f.TLS.KeyFile, ACME: relay.ACMEConfig{
+			Email: f.TLS.ACME.Email, CA: f.TLS.ACME.CA, CARoot: f.TLS.ACME.CARoot,
+		}},
 		StateDir: f.StateDir,
 	}
 	for i, p := range f.TrustedProxies {
