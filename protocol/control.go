@@ -29,6 +29,11 @@ func (t MsgType) String() string {
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
 
+// FeatureDryRun in a Hello asks the relay to answer as it would, without
+// publishing anything, and to close the session: tools use it to learn the
+// public URLs while the agent itself keeps running.
+const FeatureDryRun = "dry_run"
+
 // Route is one route an agent asks the relay to publish.
 type Route struct {
 	Host   string `json:"host"`

@@ -92,6 +92,18 @@ func (r *registry) lookup(host, path string) *route {
 	return nil
 }
 
+// owner is the agent that serves host and prefix, or "".
+func (r *registry) owner(host, prefix string) string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, rt := range r.byHost[host] {
+		if rt.prefix == prefix {
+			return rt.agent
+		}
+	}
+	return ""
+}
+
 // hasHost reports whether any route is published at host.
 func (r *registry) hasHost(host string) bool {
 	r.mu.RLock()

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -60,9 +61,17 @@ func (s *Server) serveSession(ctx context.Context, sess protocol.Session) {
 			HeartbeatMillis: protocol.KeepAlivePeriod.Milliseconds(),
 		}
 	)
+	dryRun := slices.Contains(hello.Features, protocol.FeatureDryRun)
 	for _, want := range hello.Routes {
 		host, prefix, reason := checkRoute(grant, want)
-		if reason == "" {
+		if reason == "" && dryRun {
+			owner := s.reg.owner(host, prefix)
+			if owner == "" || owner == grant.Name {
+				welcome.Accepted = append(welcome.Accepted, protocol.AcceptedRoute{Host: host, Prefix: prefix, PublicURLs: s.publicURLs(host, prefix)})
+				continue
+			}
+			reason = fmt.Sprintf("already served by agent %q", owner)
+		} else if reason == "" {
 			rt, owner, ok := s.reg.add(grant.Name, sess, host, prefix)
 			if ok {
 				routes = append(routes, rt)
@@ -77,6 +86,14 @@ func (s *Server) serveSession(ctx context.Context, sess protocol.Session) {
 		log.Warn("route refused", "host", want.Host, "prefix", want.Prefix, "reason", reason)
 	}
 	defer s.reg.remove(routes)
+	if dryRun {
+		welcome.Features = []string{protocol.FeatureDryRun}
+		if err := protocol.WriteMessage(ctrl, protocol.MsgWelcome, &welcome); err != nil {
+			log.Debug("dry-run answer failed", "err", err)
+		}
+		_ = ctrl.CloseWrite()
+		return
+	}
 	if len(routes) == 0 {
 		var reasons []string
 		for _, r := range welcome.Refused {
