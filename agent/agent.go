@@ -180,6 +180,22 @@ func normPrefix(p string) string {
 	return p
 }
 
+// DryRun asks the relay which routes it would accept and their public URLs,
+// without publishing anything (a running agent keeps its routes).
+func (a *Agent) DryRun(ctx context.Context) (*protocol.Welcome, error) {
+	sess, err := a.dial(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("dial relay %s: %w", a.cfg.Relay, err)
+	}
+	defer sess.Close()
+	ctrl, w, err := handshake(ctx, sess, a.cfg.Token, a.cfg.Name, a.cfg.Routes, protocol.FeatureDryRun)
+	if err != nil {
+		return nil, err
+	}
+	ctrl.Close()
+	return w, nil
+}
+
 // publishable returns the routes that pass RouteFilter.
 func (a *Agent) publishable(ctx context.Context) ([]Route, error) {
 	if a.RouteFilter == nil {
@@ -201,7 +217,7 @@ func (a *Agent) publishable(ctx context.Context) ([]Route, error) {
 }
 
 // handshake sends Hello on a new control stream and reads the relay's answer.
-func handshake(ctx context.Context, sess protocol.Session, token, name string, routes []Route) (protocol.Stream, *protocol.Welcome, error) {
+func handshake(ctx context.Context, sess protocol.Session, token, name string, routes []Route, features ...string) (protocol.Stream, *protocol.Welcome, error) {
 	hctx, cancel := context.WithTimeout(ctx, protocol.HandshakeTimeout)
 	defer cancel()
 	ctrl, err := sess.OpenStream(hctx)
@@ -209,7 +225,7 @@ func handshake(ctx context.Context, sess protocol.Session, token, name string, r
 		return nil, nil, fmt.Errorf("open control stream: %w", err)
 	}
 	_ = ctrl.SetDeadline(time.Now().Add(protocol.HandshakeTimeout))
-	hello := protocol.Hello{Version: protocol.Version, Token: token, Agent: name}
+	hello := protocol.Hello{Version: protocol.Version, Features: features, Token: token, Agent: name}
 	for _, r := range routes {
 		hello.Routes = append(hello.Routes, protocol.Route{Host: r.Host, Prefix: r.Prefix})
 	}
