@@ -1,0 +1,133 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The example configs in deploy/ must always load.
+func TestDeployExamplesLoad(t *testing.T) {
+	if _, _, err := loadRelayConfig("../../deploy/relay.yaml"); err != nil {
+		t.Errorf("deploy/relay.yaml: %v", err)
+	}
+	if _, _, err := loadAgentConfig("../../deploy/agent.yaml"); err != nil {
+		t.Errorf("deploy/agent.yaml: %v", err)
+	}
+}
+
+func writeFile(t *testing.T, name, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestConfigErrorsNameFileAndKey(t *testing.T) {
+	cases := []struct {
+		name, body string
+		relay      bool
+		want       []string
+	}{
+		{"unknown key", "relay: r:1\ntoken: x\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n    servce: x\n", false, []string{"routes[0].servce: unknown key"}},
+		{"unknown top key", "relay: r:1\ntoken: x\ntransprt: tcp\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n", false, []string{"transprt: unknown key"}},
+		{"bad transport", "relay: r:1\ntoken: x\ntransport: udp\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n", false, []string{"transport:", "udp"}},
+		{"missing token", "relay: r:1\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n", false, []string{"token: is required"}},
+		{"bad service", "relay: r:1\ntoken: x\nroutes:\n  - host: a.b\n    service: 127.0.0.1:9999\n", false, []string{"routes[0].service:"}},
+		{"bad log level", "relay: r:1\ntoken: x\nlog:\n  level: loud\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n", false, []string{"log.level:"}},
+		{"bad hash", "state_dir: /tmp/x\nagents:\n  - name: nas\n    token_sha256: abc\n    hosts: [a.b]\n", true, []string{"agents[0].token_sha256:"}},
+		{"bad host", "state_dir: /tmp/x\nagents:\n  - name: nas\n    token_sha256: " + strings.Repeat("a", 64) + "\n    hosts: [A.b]\n", true, []string{"agents[0].hosts[0]:"}},
+		{"bad cidr", "state_dir: /tmp/x\ntrusted_proxies: [nope]\n", true, []string{"trusted_proxies[0]:"}},
+		{"unknown relay key", "state_dir: /tmp/x\npublic:\n  htp: ':80'\n", true, []string{"public.htp: unknown key"}},
+		{"not yaml", "relay: [\n", false, []string{"yaml"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := writeFile(t, "conf.yaml", c.body)
+			var err error
+			if c.relay {
+				_, _, err = loadRelayConfig(p)
+			} else {
+				_, _, err = loadAgentConfig(p)
+			}
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, p) {
+				t.Errorf("error does not name the file %s: %v", p, msg)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error does not say %q: %v", w, msg)
+				}
+			}
+		})
+	}
+	if _, _, err := loadAgentConfig(filepath.Join(t.TempDir(), "missing.yaml")); err == nil || !strings.Contains(err.Error(), "missing.yaml") {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestEnvironmentOverrides(t *testing.T) {
+	p := writeFile(t, "agent.yaml", "relay: r:1\ntoken: from-file\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n")
+	t.Setenv("BURROW_TOKEN", "from-env")
+	t.Setenv("BURROW_LOG_LEVEL", "debug")
+	cfg, lf, err := loadAgentConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Token != "from-env" || lf.Level != "debug" {
+		t.Errorf("token %q level %q", cfg.Token, lf.Level)
+	}
+}
+
+func TestTokenNewJSON(t *testing.T) {
+	root := newRoot()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetArgs([]string{"token", "new", "--json"})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	var got struct{ Token, Token_SHA256 string }
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte(got.Token))
+	if got.Token_SHA256 != hex.EncodeToString(sum[:]) {
+		t.Errorf("token_sha256 %q is not the sha256 of %q", got.Token_SHA256, got.Token)
+	}
+	if len(got.Token) < 43 || strings.ContainsAny(got.Token, "+/=") {
+		t.Errorf("token %q is not 256 bits of URL-safe text", got.Token)
+	}
+}
+
+func TestFingerprintCreatesIdentity(t *testing.T) {
+	state := t.TempDir()
+	p := writeFile(t, "relay.yaml", "state_dir: "+state+"\n")
+	run := func() string {
+		root := newRoot()
+		var out bytes.Buffer
+		root.SetOut(&out)
+		root.SetArgs([]string{"relay", "fingerprint", "--config", p})
+		if err := root.Execute(); err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(out.String())
+	}
+	a, b := run(), run()
+	if !strings.HasPrefix(a, "sha256:") || len(a) != 7+64 || a != b {
+		t.Errorf("fingerprints %q then %q", a, b)
+	}
+	if _, err := os.Stat(filepath.Join(state, "tunnel.key")); err != nil {
+		t.Error(err)
+	}
+}
