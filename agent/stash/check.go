@@ -88,6 +88,11 @@ func Check(path, publicURL string) (Report, error) {
 		r.Message = fmt.Sprintf("external_host in %s is %s, the public URL: this works, but LAN clients are "+
 			"sent to public URLs too. To keep LAN URLs on the LAN, stop Stash, delete the external_host line, "+
 			"and start Stash again.", path, r.ExternalHost)
+		if strings.HasSuffix(r.ExternalHost, "/") {
+			// Stash appends the prefix and paths to external_host as is.
+			r.Message += fmt.Sprintf(" If you keep it, drop the trailing slash (%s: %s), or some URLs "+
+				"come out with a double slash.", externalHostKey, base)
+		}
 		return r, nil
 	}
 	r.Verdict = Different

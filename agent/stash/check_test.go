@@ -57,6 +57,9 @@ func TestCheckEqual(t *testing.T) {
 			if !strings.Contains(r.Message, "LAN") {
 				t.Fatalf("message does not warn about LAN clients: %s", r.Message)
 			}
+			if slash := strings.HasSuffix(r.ExternalHost, "/"); slash != strings.Contains(r.Message, "trailing slash") {
+				t.Fatalf("trailing slash %v, message: %s", slash, r.Message)
+			}
 		})
 	}
 }
