@@ -22,19 +22,20 @@ type Agent struct {
 	log *slog.Logger
 	tls *tls.Config
 
-	// Checks run before a route is published; nil means publish all. Set before Run.
-	RouteFilter func(ctx context.Context, r Route) error
 	// OnWelcome, if set, is called with each accepted session's Welcome.
 	OnWelcome func(*protocol.Welcome)
 
-	mu     sync.Mutex
-	state  string // guarded by mu; the last state logged
-	routes map[uint32]*liveRoute
+	guards       []*loginGuard // one per cfg.Routes entry
+	stashChecked bool          // external_host checked; touched by Run's goroutine only
+
+	mu    sync.Mutex
+	state string // guarded by mu; the last state logged
 }
 
 type liveRoute struct {
 	Route
-	addr string // host:port to dial
+	addr  string // host:port to dial
+	guard *loginGuard
 }
 
 // New validates cfg and prepares an agent.
@@ -49,7 +50,11 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	if cfg.Name == "" {
 		cfg.Name, _ = os.Hostname()
 	}
-	return &Agent{cfg: cfg, log: log, tls: tc}, nil
+	a := &Agent{cfg: cfg, log: log, tls: tc}
+	for _, r := range cfg.Routes {
+		a.guards = append(a.guards, newLoginGuard(r))
+	}
+	return a, nil
 }
 
 // Run connects, serves, and reconnects with backoff until ctx ends.
@@ -108,9 +113,13 @@ func (a *Agent) session(ctx context.Context) error {
 		return fmt.Errorf("dial relay %s: %w", a.cfg.Relay, err)
 	}
 	defer sess.Close()
-	routes, err := a.publishable(ctx)
+	idx, err := a.publishable(ctx)
 	if err != nil {
 		return err
+	}
+	var routes []Route
+	for _, i := range idx {
+		routes = append(routes, a.cfg.Routes[i])
 	}
 	ctrl, welcome, err := handshake(ctx, sess, a.cfg.Token, a.cfg.Name, routes)
 	if err != nil {
@@ -120,10 +129,11 @@ func (a *Agent) session(ctx context.Context) error {
 	live := map[uint32]*liveRoute{}
 	var published []any
 	for _, acc := range welcome.Accepted {
-		for _, r := range routes {
+		for _, i := range idx {
+			r := a.cfg.Routes[i]
 			if r.Host == acc.Host && normPrefix(r.Prefix) == acc.Prefix {
 				addr, _ := ParseService(r.Service)
-				live[acc.ID] = &liveRoute{Route: r, addr: addr}
+				live[acc.ID] = &liveRoute{Route: r, addr: addr, guard: a.guards[i]}
 				published = append(published, slog.Group("route", "host", acc.Host, "prefix", acc.Prefix, "service", r.Service, "public", acc.PublicURLs))
 			}
 		}
@@ -131,11 +141,17 @@ func (a *Agent) session(ctx context.Context) error {
 	for _, ref := range welcome.Refused {
 		a.log.Error("relay refused route", "host", ref.Host, "prefix", ref.Prefix, "reason", ref.Reason)
 	}
-	a.mu.Lock()
-	a.routes = live
-	a.mu.Unlock()
 	log := a.log.With("session", welcome.SessionID)
 	a.setState("connected "+welcome.SessionID, "connected", slog.LevelInfo, append([]any{"session", welcome.SessionID, "transport", sess.Transport(), "relay", a.cfg.Relay}, published...)...)
+	if !a.stashChecked {
+		a.stashChecked = true
+		for _, acc := range welcome.Accepted {
+			rt := live[acc.ID]
+			if rt != nil && len(acc.PublicURLs) > 0 && rt.guard.isStash() {
+				checkStashConfig(a.log, rt.Route, acc.PublicURLs[0])
+			}
+		}
+	}
 	if a.OnWelcome != nil {
 		a.OnWelcome(welcome)
 	}
@@ -196,19 +212,20 @@ func (a *Agent) DryRun(ctx context.Context) (*protocol.Welcome, error) {
 	return w, nil
 }
 
-// publishable returns the routes that pass RouteFilter.
-func (a *Agent) publishable(ctx context.Context) ([]Route, error) {
-	if a.RouteFilter == nil {
-		return a.cfg.Routes, nil
-	}
-	var out []Route
+// publishable returns the indices of the routes that may be published now:
+// all but a Stash without a login (unless the route allows it).
+func (a *Agent) publishable(ctx context.Context) ([]int, error) {
+	var out []int
 	var errs []error
-	for _, r := range a.cfg.Routes {
-		if err := a.RouteFilter(ctx, r); err != nil {
+	for i, g := range a.guards {
+		if _, err := g.check(ctx); err != nil {
+			if g.warnOnce() {
+				a.log.Error("route not published", "host", g.route.Host, "prefix", g.route.Prefix, "reason", err)
+			}
 			errs = append(errs, err)
 			continue
 		}
-		out = append(out, r)
+		out = append(out, i)
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("no route may be published: %w", errors.Join(errs...))

@@ -35,6 +35,13 @@ func (a *Agent) serveStream(ctx context.Context, log *slog.Logger, routes map[ui
 		_ = protocol.WriteStatus(st, protocol.StatusUnknownRoute, "no route with this id")
 		return
 	}
+	if _, err := rt.guard.check(ctx); err != nil {
+		if rt.guard.warnOnce() {
+			log.Error("request refused", "host", rt.Host, "reason", err)
+		}
+		_ = protocol.WriteStatus(st, protocol.StatusRefused, "Stash has no login")
+		return
+	}
 	d := net.Dialer{Timeout: serviceDialTimeout, KeepAlive: 30 * time.Second}
 	svc, err := d.DialContext(ctx, "tcp", rt.addr)
 	if err != nil {

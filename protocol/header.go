@@ -80,6 +80,8 @@ const (
 	StatusUnknownRoute uint8 = 1
 	// StatusServiceUnreachable means the agent could not connect to the route's service.
 	StatusServiceUnreachable uint8 = 2
+	// StatusRefused means the agent will not serve this route now (a Stash without a login).
+	StatusRefused uint8 = 3
 )
 
 // MaxStatusMessage caps the message of a stream status.
@@ -97,6 +99,8 @@ func (e *StatusError) Error() string {
 		return "agent: unknown route: " + e.Message
 	case StatusServiceUnreachable:
 		return "agent: service unreachable: " + e.Message
+	case StatusRefused:
+		return "agent: refused: " + e.Message
 	}
 	return fmt.Sprintf("agent: stream status %d: %s", e.Code, e.Message)
 }

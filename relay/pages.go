@@ -13,6 +13,7 @@ const (
 	pageAgentOffline
 	pageServiceDown
 	pageTunnelError
+	pageServiceRefused
 )
 
 var pageText = map[pageKind]struct{ title, body string }{
@@ -22,6 +23,8 @@ var pageText = map[pageKind]struct{ title, body string }{
 		"The home agent that serves {{.}} is not connected to the relay right now. If you run this site: check that `burrow agent` is running at home and can reach the relay; its log says why it is not connected."},
 	pageServiceDown: {"Service at home not answering",
 		"The home agent for {{.}} is connected, but the service it forwards to (for example Stash) is not answering. If you run this site: check that the service is running on the address in the agent's routes[].service."},
+	pageServiceRefused: {"Not published: Stash has no login",
+		"The home agent for {{.}} will not publish this Stash because it has no login: anyone could see the whole library. If you run this site: set a username and password in Stash (Settings → Security → Authentication), or set allow_unauthenticated: true on the route in agent.yaml."},
 	pageTunnelError: {"Tunnel error", "The connection to the home agent for {{.}} failed while this request was in flight. Retrying usually helps."},
 }
 

@@ -40,7 +40,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRelayCmd(), newAgentCmd(), newTokenCmd(), newDemoCmd(), newVersionCmd())
+	root.AddCommand(newRelayCmd(), newAgentCmd(), newTokenCmd(), newDemoCmd(), newStashCmd(), newVersionCmd())
 	return root
 }
 
