@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -127,14 +128,14 @@ func (a *Agent) session(ctx context.Context) error {
 	}
 	defer ctrl.Close()
 	live := map[uint32]*liveRoute{}
-	var published []any
+	var published []string
 	for _, acc := range welcome.Accepted {
 		for _, i := range idx {
 			r := a.cfg.Routes[i]
 			if r.Host == acc.Host && normPrefix(r.Prefix) == acc.Prefix {
 				addr, _ := ParseService(r.Service)
 				live[acc.ID] = &liveRoute{Route: r, addr: addr, guard: a.guards[i]}
-				published = append(published, slog.Group("route", "host", acc.Host, "prefix", acc.Prefix, "service", r.Service, "public", acc.PublicURLs))
+				published = append(published, strings.Join(acc.PublicURLs, " ")+" → "+r.Service)
 			}
 		}
 	}
@@ -142,12 +143,14 @@ func (a *Agent) session(ctx context.Context) error {
 		a.log.Error("relay refused route", "host", ref.Host, "prefix", ref.Prefix, "reason", ref.Reason)
 	}
 	log := a.log.With("session", welcome.SessionID)
-	a.setState("connected "+welcome.SessionID, "connected", slog.LevelInfo, append([]any{"session", welcome.SessionID, "transport", sess.Transport(), "relay", a.cfg.Relay}, published...)...)
+	a.setState("connected "+welcome.SessionID, "connected", slog.LevelInfo, "session", welcome.SessionID, "transport", sess.Transport(), "relay", a.cfg.Relay, "routes", published)
 	if !a.stashChecked {
 		a.stashChecked = true
+		checked := map[string]bool{}
 		for _, acc := range welcome.Accepted {
 			rt := live[acc.ID]
-			if rt != nil && len(acc.PublicURLs) > 0 && rt.guard.isStash() {
+			if rt != nil && len(acc.PublicURLs) > 0 && rt.guard.isStash() && !checked[rt.Service] {
+				checked[rt.Service] = true
 				checkStashConfig(a.log, rt.Route, acc.PublicURLs[0])
 			}
 		}
