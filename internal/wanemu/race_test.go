@@ -1,0 +1,5 @@
+//go:build race
+
+package wanemu
+
+const raceEnabled = true
