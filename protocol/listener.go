@@ -32,6 +32,13 @@ type Listener struct {
 	cancel context.CancelFunc
 
 	closeOnce sync.Once
+
+	// The UDP transport carries every QUIC session delivered, so it is closed
+	// only once Close was called and the last of them is over; closing it sooner
+	// would drop them without a word to their agents.
+	mu       sync.Mutex
+	quicLive int  // guarded by mu: QUIC sessions accepted and not yet over
+	closed   bool // guarded by mu: Close was called
 }
 
 // Listen opens the tunnel listener. tlsConf must carry the relay's certificate;
@@ -142,6 +149,10 @@ func (l *Listener) acceptQUIC() {
 		if err != nil {
 			return
 		}
+		l.mu.Lock()
+		l.quicLive++
+		l.mu.Unlock()
+		context.AfterFunc(c.Context(), l.quicEnded)
 		l.deliver(&quicSession{conn: c})
 	}
 }
@@ -195,7 +206,8 @@ func (l *Listener) handshakeTCP(c net.Conn) {
 }
 
 // Close stops accepting and waits for the accept goroutines. Sessions already
-// delivered are the caller's to close.
+// delivered are the caller's to close, and go on working until then; the UDP
+// socket stays open until the last QUIC one is over.
 func (l *Listener) Close() error {
 	var err error
 	l.closeOnce.Do(func() {
@@ -203,7 +215,28 @@ func (l *Listener) Close() error {
 		l.cancel()
 		err = errors.Join(l.ql.Close(), l.tcp.Close())
 		l.wg.Wait()
-		err = errors.Join(err, l.tr.Close(), l.udp.Close())
+		l.mu.Lock()
+		l.closed = true
+		last := l.quicLive == 0
+		l.mu.Unlock()
+		if last {
+			err = errors.Join(err, l.closeUDP())
+		}
 	})
 	return err
 }
+
+// quicEnded runs when a QUIC session accepted by the listener is over.
+func (l *Listener) quicEnded() {
+	l.mu.Lock()
+	l.quicLive--
+	last := l.closed && l.quicLive == 0
+	l.mu.Unlock()
+	if last {
+		if err := l.closeUDP(); err != nil {
+			l.log.Warn("closing the tunnel's UDP socket", "err", err)
+		}
+	}
+}
+
+func (l *Listener) closeUDP() error { return errors.Join(l.tr.Close(), l.udp.Close()) }

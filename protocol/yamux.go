@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -20,17 +22,29 @@ func YamuxConfig() *yamux.Config {
 	c.KeepAliveInterval = KeepAlivePeriod
 	c.ConnectionWriteTimeout = IdleTimeout
 	c.MaxStreamWindowSize = StreamWindow
-	// yamux has no stream reset in its API: a stream closed while the peer still
-	// sends is reset after this delay. Short, so that a browser leaving a live
-	// transcode stops the transcode at home at once.
-	c.StreamCloseTimeout = 500 * time.Millisecond
+	c.StreamCloseTimeout = yamuxResetDelay
 	c.LogOutput = io.Discard
 	return c
 }
 
+// yamuxResetDelay is how long after Close a yamux stream is reset. yamux has no
+// stream reset in its API: a stream closed while the peer still sends is reset
+// by yamux's close timer. Short, so that a browser leaving a live transcode stops
+// the transcode at home at once.
+const yamuxResetDelay = 500 * time.Millisecond
+
 type yamuxSession struct {
 	s    *yamux.Session
 	conn net.Conn
+
+	// yamux uses one Stream.Close for both our CloseWrite and Close, and arms the
+	// reset timer with conf.StreamCloseTimeout, which it reads there and nowhere
+	// else. closeMu makes that field right for each call: zero (no reset: a
+	// half-closed stream stays readable until the peer ends its side) under
+	// CloseWrite, yamuxResetDelay under Close. Read-locked while streams close,
+	// write-locked to switch the value.
+	closeMu sync.RWMutex
+	conf    *yamux.Config // the session's own config
 }
 
 var _ Session = (*yamuxSession)(nil)
@@ -38,18 +52,19 @@ var _ Session = (*yamuxSession)(nil)
 // NewYamuxSession runs yamux over conn; client is true on the side that dialed.
 func NewYamuxSession(conn net.Conn, client bool) (Session, error) {
 	var (
-		s   *yamux.Session
-		err error
+		s    *yamux.Session
+		err  error
+		conf = YamuxConfig()
 	)
 	if client {
-		s, err = yamux.Client(conn, YamuxConfig())
+		s, err = yamux.Client(conn, conf)
 	} else {
-		s, err = yamux.Server(conn, YamuxConfig())
+		s, err = yamux.Server(conn, conf)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("protocol: start yamux: %w", err)
 	}
-	return &yamuxSession{s: s, conn: conn}, nil
+	return &yamuxSession{s: s, conn: conn, conf: conf}, nil
 }
 
 // DialTCP connects to a relay over TCP+TLS and runs yamux on top. tlsConf must set NextProtos to ALPN.
@@ -76,7 +91,7 @@ func (s *yamuxSession) OpenStream(ctx context.Context) (Stream, error) {
 	if err != nil {
 		return nil, s.mapErr(err)
 	}
-	return yamuxStream{st}, nil
+	return &yamuxStream{Stream: st, sess: s}, nil
 }
 
 func (s *yamuxSession) AcceptStream(ctx context.Context) (Stream, error) {
@@ -84,7 +99,7 @@ func (s *yamuxSession) AcceptStream(ctx context.Context) (Stream, error) {
 	if err != nil {
 		return nil, s.mapErr(err)
 	}
-	return yamuxStream{st}, nil
+	return &yamuxStream{Stream: st, sess: s}, nil
 }
 
 func (s *yamuxSession) mapErr(err error) error {
@@ -100,9 +115,48 @@ func (s *yamuxSession) LocalAddr() net.Addr   { return s.conn.LocalAddr() }
 func (s *yamuxSession) RemoteAddr() net.Addr  { return s.conn.RemoteAddr() }
 func (s *yamuxSession) Transport() string     { return "tcp" }
 
-type yamuxStream struct{ *yamux.Stream }
+// closeStream runs st.Close with conf.StreamCloseTimeout set to reset (see closeMu).
+func (s *yamuxSession) closeStream(st *yamux.Stream, reset time.Duration) error {
+	for {
+		s.closeMu.RLock()
+		if s.conf.StreamCloseTimeout == reset {
+			err := st.Close()
+			s.closeMu.RUnlock()
+			return err
+		}
+		s.closeMu.RUnlock()
+		s.closeMu.Lock()
+		s.conf.StreamCloseTimeout = reset
+		s.closeMu.Unlock()
+	}
+}
 
-var _ Stream = yamuxStream{}
+type yamuxStream struct {
+	*yamux.Stream
+	sess   *yamuxSession
+	closed atomic.Bool // Close was called
+}
 
-// CloseWrite sends FIN; reading goes on until the peer's FIN (or StreamCloseTimeout).
-func (s yamuxStream) CloseWrite() error { return s.Stream.Close() }
+var _ Stream = (*yamuxStream)(nil)
+
+// CloseWrite sends FIN; reading goes on until the peer's FIN, however long that takes.
+func (s *yamuxStream) CloseWrite() error { return s.sess.closeStream(s.Stream, 0) }
+
+// Close sends FIN, has yamux reset the stream after yamuxResetDelay unless the
+// peer ends its side first, and unblocks local reads at once. After CloseWrite,
+// yamux sends nothing more: the peer learns of the Close only when it ends its side.
+func (s *yamuxStream) Close() error {
+	s.closed.Store(true)
+	err := s.sess.closeStream(s.Stream, yamuxResetDelay)
+	s.Stream.SetReadDeadline(time.Now())
+	return err
+}
+
+// Read reports a read that Close cut short as net.ErrClosed rather than yamux's timeout.
+func (s *yamuxStream) Read(b []byte) (int, error) {
+	n, err := s.Stream.Read(b)
+	if err != nil && s.closed.Load() && errors.Is(err, yamux.ErrTimeout) {
+		err = net.ErrClosed
+	}
+	return n, err
+}
