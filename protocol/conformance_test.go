@@ -19,7 +19,7 @@ import (
 // A transport makes a connected pair of sessions: the side that dialed and the side that listened.
 type transport struct {
 	name string
-	pair func(t *testing.T) (dialer, listener protocol.Session)
+	pair func(t testing.TB) (dialer, listener protocol.Session)
 }
 
 var transports = []transport{

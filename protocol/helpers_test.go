@@ -61,12 +61,12 @@ func clientTLS() *tls.Config {
 	return &tls.Config{RootCAs: pool, ServerName: "localhost", NextProtos: []string{protocol.ALPN}}
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 // listen opens a Listener on a free loopback port, closed when the test ends.
-func listen(t *testing.T) *protocol.Listener {
+func listen(t testing.TB) *protocol.Listener {
 	t.Helper()
 	l, err := protocol.Listen("127.0.0.1:0", serverTLS(), testLogger(t))
 	if err != nil {
@@ -81,19 +81,19 @@ func listen(t *testing.T) *protocol.Listener {
 }
 
 // shortCtx is the test's context with a deadline, so that no step can hang.
-func shortCtx(t *testing.T, d time.Duration) context.Context {
+func shortCtx(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), d)
 	t.Cleanup(cancel)
 	return ctx
 }
 
 // closeOnCleanup closes s when the test ends.
-func closeOnCleanup(t *testing.T, s protocol.Session) {
+func closeOnCleanup(t testing.TB, s protocol.Session) {
 	t.Cleanup(func() { s.Close() })
 }
 
 // acceptOne waits for one session on l.
-func acceptOne(t *testing.T, l *protocol.Listener) protocol.Session {
+func acceptOne(t testing.TB, l *protocol.Listener) protocol.Session {
 	t.Helper()
 	s, err := l.Accept(shortCtx(t, 10*time.Second))
 	if err != nil {
@@ -104,7 +104,7 @@ func acceptOne(t *testing.T, l *protocol.Listener) protocol.Session {
 }
 
 // quicPair is a QUIC session over loopback UDP: the agent side from DialQUIC, the relay side from Listen.
-func quicPair(t *testing.T) (dialer, listener protocol.Session) {
+func quicPair(t testing.TB) (dialer, listener protocol.Session) {
 	l := listen(t)
 	d, err := protocol.DialQUIC(shortCtx(t, 10*time.Second), l.Addr().String(), clientTLS())
 	if err != nil {
@@ -115,7 +115,7 @@ func quicPair(t *testing.T) (dialer, listener protocol.Session) {
 }
 
 // tcpPair is a yamux session over TLS over loopback TCP.
-func tcpPair(t *testing.T) (dialer, listener protocol.Session) {
+func tcpPair(t testing.TB) (dialer, listener protocol.Session) {
 	l := listen(t)
 	d, err := protocol.DialTCP(shortCtx(t, 10*time.Second), l.Addr().String(), clientTLS())
 	if err != nil {
@@ -126,7 +126,7 @@ func tcpPair(t *testing.T) (dialer, listener protocol.Session) {
 }
 
 // pipePair is a yamux session over an in-memory net.Pipe.
-func pipePair(t *testing.T) (dialer, listener protocol.Session) {
+func pipePair(t testing.TB) (dialer, listener protocol.Session) {
 	c1, c2 := net.Pipe()
 	d, err := protocol.NewYamuxSession(c1, true)
 	if err != nil {

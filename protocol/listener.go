@@ -184,7 +184,8 @@ func (l *Listener) acceptTCP() {
 
 func (l *Listener) handshakeTCP(c net.Conn) {
 	defer l.wg.Done()
-	tc := tls.Server(c, l.tls)
+	raw := newBatchConn(c)
+	tc := tls.Server(raw, l.tls)
 	ctx, cancel := context.WithTimeout(l.ctx, HandshakeTimeout)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
@@ -197,7 +198,7 @@ func (l *Listener) handshakeTCP(c net.Conn) {
 		c.Close()
 		return
 	}
-	s, err := NewYamuxSession(tc, false)
+	s, err := NewYamuxSession(newTLSBatch(tc, raw), false)
 	if err != nil {
 		c.Close()
 		return

@@ -69,17 +69,26 @@ func NewYamuxSession(conn net.Conn, client bool) (Session, error) {
 
 // DialTCP connects to a relay over TCP+TLS and runs yamux on top. tlsConf must set NextProtos to ALPN.
 func DialTCP(ctx context.Context, addr string, tlsConf *tls.Config) (Session, error) {
-	d := tls.Dialer{Config: tlsConf, NetDialer: &net.Dialer{KeepAlive: KeepAlivePeriod}}
+	d := net.Dialer{KeepAlive: KeepAlivePeriod}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	tc := c.(*tls.Conn)
+	raw := newBatchConn(c)
+	conf := tlsConf.Clone()
+	if conf.ServerName == "" {
+		conf.ServerName, _, _ = net.SplitHostPort(addr)
+	}
+	tc := tls.Client(raw, conf)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
 	if p := tc.ConnectionState().NegotiatedProtocol; p != ALPN {
 		c.Close()
 		return nil, fmt.Errorf("protocol: relay at %s negotiated ALPN %q, want %q", addr, p, ALPN)
 	}
-	return NewYamuxSession(tc, true)
+	return NewYamuxSession(newTLSBatch(tc, raw), true)
 }
 
 func (s *yamuxSession) OpenStream(ctx context.Context) (Stream, error) {
