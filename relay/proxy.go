@@ -222,6 +222,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, u.RequestURI(), http.StatusPermanentRedirect)
 		return
 	}
+	if isExtendedConnect(r) {
+		s.serveExtendedConnect(w, r, rt)
+		return
+	}
 	ctx := context.WithValue(r.Context(), routeKey, rt)
 	s.proxy.ServeHTTP(w, r.WithContext(ctx))
 }
@@ -254,6 +258,9 @@ func (s *Server) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 		w.WriteHeader(499)
 	case errors.Is(err, errAgentOffline):
 		s.page(w, r, http.StatusServiceUnavailable, pageAgentOffline, r.Host)
+	case errors.As(err, &st) && st.Code == protocol.StatusRefused:
+		s.log.Warn("home agent refused the request", "host", r.Host, "agent", rt.agent, "err", st.Message)
+		s.page(w, r, http.StatusBadGateway, pageServiceRefused, r.Host)
 	case errors.As(err, &st) && st.Code == protocol.StatusServiceUnreachable:
 		s.log.Warn("service at home unreachable", "host", r.Host, "agent", rt.agent, "err", st.Message)
 		s.page(w, r, http.StatusBadGateway, pageServiceDown, r.Host)

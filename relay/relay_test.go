@@ -21,7 +21,18 @@ import (
 	"github.com/burrow-tunnel/burrow/relay"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// certmagic keeps one rate limiter per CA and account for the process's
+		// life (a global map; nothing stops them).
+		goleak.IgnoreAnyFunction("github.com/caddyserver/certmagic.(*RingBufferRateLimiter).loop"),
+		// certmagic's file-lock keeper polls every 5 s and exits on its own at
+		// the first poll after the lock is released, which can be after the tests.
+		goleak.IgnoreAnyFunction("github.com/caddyserver/certmagic.keepLockfileFresh"),
+		// pebble's VA (the test CA) has a task loop with no way to stop it.
+		goleak.IgnoreTopFunction("github.com/letsencrypt/pebble/v2/va.VAImpl.processTasks"),
+	)
+}
 
 type harness struct {
 	relay   *relay.Server

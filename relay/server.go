@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/burrow-tunnel/burrow/protocol"
@@ -35,6 +37,18 @@ type Server struct {
 	httpLn   net.Listener
 	httpSrv  *http.Server
 	listened bool
+
+	// The public certificate (static or ACME); nil without HTTPS and tunnel.hostname.
+	public   *publicCerts
+	acmeTest acmeTest
+
+	// HTTPS: TLS on TCP, HTTP/3 on the same UDP port.
+	httpsLn  net.Listener
+	httpsUDP net.PacketConn
+	httpsSrv *http.Server
+	h3Tr     *quic.Transport
+	h3Ln     *quic.EarlyListener
+	h3Srv    *http3.Server
 }
 
 // New validates cfg and prepares a relay; Listen binds its sockets.
@@ -49,6 +63,13 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.cert = cert
+	if cfg.TLS.CertFile != "" {
+		static, err := loadStaticCert(cfg.TLS)
+		if err != nil {
+			return nil, err
+		}
+		s.public = &publicCerts{static: static}
+	}
 	return s, nil
 }
 
@@ -56,13 +77,34 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 func (s *Server) TunnelFingerprint() string { return Fingerprint(s.cert.Certificate[0]) }
 
 // Listen binds the tunnel and public listeners.
-func (s *Server) Listen() error {
+func (s *Server) Listen() (err error) {
+	defer func() {
+		if err != nil {
+			s.closeListeners()
+		}
+	}()
+	if s.cfg.Public.HTTP != "" {
+		if s.httpLn, err = net.Listen("tcp", s.cfg.Public.HTTP); err != nil {
+			return fmt.Errorf("public.http: %w", err)
+		}
+	}
+	if s.cfg.Public.HTTPS != "" {
+		if s.httpsLn, s.httpsUDP, err = listenHTTPS(s.cfg.Public.HTTPS); err != nil {
+			return fmt.Errorf("public.https: %w", err)
+		}
+	}
+	if s.acmeEnabled() {
+		// After the public listeners: certmagic needs their ports.
+		if s.public, err = s.newACME(); err != nil {
+			return err
+		}
+	}
 	seed, err := x509.MarshalPKCS8PrivateKey(s.cert.PrivateKey)
 	if err != nil {
 		return fmt.Errorf("tunnel key: %w", err)
 	}
 	tl, err := protocol.ListenConfig{
-		TLS:       &tls.Config{Certificates: []tls.Certificate{s.cert}},
+		TLS:       &tls.Config{Certificates: []tls.Certificate{s.cert}, GetCertificate: s.tunnelCertificate},
 		Log:       s.log,
 		ResetSeed: seed,
 	}.Listen(s.cfg.Tunnel.Listen)
@@ -70,16 +112,36 @@ func (s *Server) Listen() error {
 		return fmt.Errorf("tunnel.listen: %w", err)
 	}
 	s.tunnel = tl
-	if s.cfg.Public.HTTP != "" {
-		ln, err := net.Listen("tcp", s.cfg.Public.HTTP)
-		if err != nil {
-			tl.Close()
-			return fmt.Errorf("public.http: %w", err)
+	if s.httpsLn != nil {
+		if err := s.newHTTPSServers(); err != nil {
+			return err
 		}
-		s.httpLn = ln
 	}
 	s.listened = true
 	return nil
+}
+
+// closeListeners undoes a failed Listen.
+func (s *Server) closeListeners() {
+	if s.tunnel != nil {
+		s.tunnel.Close()
+	}
+	if s.h3Ln != nil {
+		s.h3Ln.Close()
+	}
+	if s.h3Tr != nil {
+		s.h3Tr.Close()
+	}
+	if s.httpLn != nil {
+		s.httpLn.Close()
+	}
+	if s.httpsLn != nil {
+		s.httpsLn.Close()
+	}
+	if s.httpsUDP != nil {
+		s.httpsUDP.Close()
+	}
+	s.public.stop()
 }
 
 // TunnelAddr is the bound tunnel address (TCP; UDP has the same port).
@@ -119,7 +181,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	})
 	if s.httpLn != nil {
-		s.httpSrv = s.newHTTPServer(s)
+		s.httpSrv = s.newHTTPServer(s.httpHandler())
 		g.Go(func() error {
 			if err := s.httpSrv.Serve(s.httpLn); !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("public.http: %w", err)
@@ -127,7 +189,15 @@ func (s *Server) Run(ctx context.Context) error {
 			return nil
 		})
 	}
-	s.log.Info("relay listening", "tunnel", s.tunnel.Addr().String(), "http", addrString(s.HTTPAddr()), "fingerprint", s.TunnelFingerprint())
+	if s.httpsSrv != nil {
+		s.serveHTTPS(g.Go)
+	}
+	// Certificates are obtained in the background; ctx ends their retries.
+	if err := s.public.start(ctx); err != nil {
+		s.log.Error("certificate management did not start", "err", err)
+	}
+	s.log.Info("relay listening", "tunnel", s.tunnel.Addr().String(), "http", addrString(s.HTTPAddr()),
+		"https", addrString(s.HTTPSAddr()), "fingerprint", s.TunnelFingerprint())
 	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -139,10 +209,12 @@ func (s *Server) Run(ctx context.Context) error {
 			errs = append(errs, s.httpSrv.Close())
 		}
 	}
+	errs = append(errs, s.shutdownHTTPS(sctx))
 	errs = append(errs, s.tunnel.Close())
 	sessions.Wait()
 	s.transport.CloseIdleConnections()
 	errs = append(errs, g.Wait())
+	s.public.stop()
 	return errors.Join(errs...)
 }
 
@@ -164,6 +236,9 @@ func (s *Server) errorLog() *log.Logger {
 // publicURLs are a route's public base URLs, most preferred first.
 func (s *Server) publicURLs(host, prefix string) []string {
 	var urls []string
+	if a := s.HTTPSAddr(); a != nil {
+		urls = append(urls, baseURL("https", host, portOf(a), 443)+prefix)
+	}
 	if a := s.HTTPAddr(); a != nil {
 		urls = append(urls, baseURL("http", host, portOf(a), 80)+prefix)
 	}

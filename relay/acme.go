@@ -1,0 +1,302 @@
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// alpnACME is the TLS-ALPN-01 challenge protocol (RFC 8737).
+const alpnACME = "acme-tls/1"
+
+// publicCerts serves the relay's public certificate: a static pair from
+// tls.cert_file, or certificates from an ACME CA through certmagic.
+//
+// With ACME, the hosts granted exactly (and tunnel.hostname) are managed from
+// the start and renewed in the background. A name under a wildcard grant gets
+// an on-demand certificate at its first handshake, and only while a connected
+// agent serves it: an arbitrary SNI never makes the relay ask the CA.
+type publicCerts struct {
+	static *tls.Certificate
+
+	cache    *certmagic.Cache
+	managed  *certmagic.Config // exact hosts, obtained at start
+	onDemand *certmagic.Config // names under wildcard grants, obtained at first handshake
+	issuer   *certmagic.ACMEIssuer
+	names    map[string]bool // the managed names
+	stopOnce sync.Once
+}
+
+// acmeTest holds knobs that only tests turn (see export_test.go).
+type acmeTest struct {
+	disableHTTP01, disableTLSALPN01 bool
+	renewCheckInterval              time.Duration
+}
+
+func loadStaticCert(c TLSConfig) (*tls.Certificate, error) {
+	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls.cert_file/tls.key_file: %w", err)
+	}
+	return &cert, nil
+}
+
+// acmeEnabled reports whether the relay gets its certificates from an ACME CA.
+func (s *Server) acmeEnabled() bool {
+	return s.cfg.TLS.CertFile == "" && s.cfg.TLS.ACME.CA != "" &&
+		(s.cfg.Public.HTTPS != "" || s.cfg.Tunnel.Hostname != "")
+}
+
+// managedNames are the names whose certificates are obtained at start.
+func (s *Server) managedNames() []string {
+	var names []string
+	seen := map[string]bool{}
+	add := func(n string) {
+		if !seen[n] {
+			seen[n] = true
+			names = append(names, n)
+		}
+	}
+	if s.cfg.Public.HTTPS != "" {
+		for _, a := range s.cfg.Agents {
+			for _, h := range a.Hosts {
+				if !strings.HasPrefix(h, "*.") {
+					add(h)
+				}
+			}
+		}
+	}
+	if s.cfg.Tunnel.Hostname != "" {
+		add(s.cfg.Tunnel.Hostname)
+	}
+	return names
+}
+
+// newACME prepares certmagic once the public listeners are bound (their ports
+// tell certmagic where the challenges are answered). It starts the cache's
+// maintenance goroutine; stop stops it.
+func (s *Server) newACME() (*publicCerts, error) {
+	a := s.cfg.TLS.ACME
+	var roots *x509.CertPool
+	if a.CARoot != "" {
+		pem, err := os.ReadFile(a.CARoot)
+		if err != nil {
+			return nil, fmt.Errorf("tls.acme.ca_root: %w", err)
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls.acme.ca_root: %s holds no PEM certificate", a.CARoot)
+		}
+	}
+	logger := zap.New(&slogCore{log: s.log.With("component", "acme")})
+	p := &publicCerts{names: map[string]bool{}}
+	for _, n := range s.managedNames() {
+		p.names[n] = true
+	}
+	p.cache = certmagic.NewCache(certmagic.CacheOptions{
+		GetConfigForCert: func(c certmagic.Certificate) (*certmagic.Config, error) {
+			if len(c.Names) > 0 && !p.names[c.Names[0]] {
+				return p.onDemand, nil
+			}
+			return p.managed, nil
+		},
+		RenewCheckInterval: s.acmeTest.renewCheckInterval,
+		Logger:             logger,
+	})
+	storage := &certmagic.FileStorage{Path: filepath.Join(s.cfg.StateDir, "certmagic")}
+	base := certmagic.Config{
+		Storage: storage,
+		Logger:  logger,
+		OnEvent: s.acmeEvent,
+		ShouldEmitFunc: func(event string) bool {
+			return event == "cert_obtained" || event == "cert_failed"
+		},
+	}
+	p.managed = certmagic.New(p.cache, base)
+	onDemand := base
+	onDemand.OnDemand = &certmagic.OnDemandConfig{DecisionFunc: s.allowOnDemand}
+	p.onDemand = certmagic.New(p.cache, onDemand)
+
+	tmpl := certmagic.ACMEIssuer{
+		CA:           a.CA,
+		Email:        a.Email,
+		Agreed:       true,
+		TrustedRoots: roots,
+		Logger:       logger,
+	}
+	// The challenges are answered by the relay's own listeners: HTTP-01 by the
+	// plain-HTTP server, TLS-ALPN-01 by the HTTPS one. Naming their addresses
+	// makes certmagic find them busy and leave them to us.
+	if s.httpLn != nil {
+		tmpl.ListenHost, tmpl.AltHTTPPort = hostPort(s.httpLn.Addr())
+	} else {
+		tmpl.DisableHTTPChallenge = true
+	}
+	if s.httpsLn != nil {
+		var host string
+		host, tmpl.AltTLSALPNPort = hostPort(s.httpsLn.Addr())
+		if tmpl.ListenHost == "" {
+			tmpl.ListenHost = host
+		}
+	} else {
+		tmpl.DisableTLSALPNChallenge = true
+	}
+	if s.acmeTest.disableHTTP01 {
+		tmpl.DisableHTTPChallenge = true
+	}
+	if s.acmeTest.disableTLSALPN01 {
+		tmpl.DisableTLSALPNChallenge = true
+	}
+	if tmpl.DisableHTTPChallenge && tmpl.DisableTLSALPNChallenge {
+		p.stop()
+		return nil, errors.New("tls.acme: no challenge can be answered: set public.http (HTTP-01) or public.https (TLS-ALPN-01)")
+	}
+	// Both configs share one issuer, so one ACME account and one challenge memory.
+	p.issuer = certmagic.NewACMEIssuer(p.managed, tmpl)
+	p.managed.Issuers = []certmagic.Issuer{p.issuer}
+	p.onDemand.Issuers = []certmagic.Issuer{p.issuer}
+	return p, nil
+}
+
+func hostPort(a net.Addr) (string, int) {
+	host, port, _ := net.SplitHostPort(a.String())
+	n, _ := strconv.Atoi(port)
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = ""
+	}
+	return host, n
+}
+
+// allowOnDemand lets certmagic ask the CA for a name only while a connected
+// agent serves it. Exact grants never come here (they are managed), so this
+// covers the names under wildcard grants.
+func (s *Server) allowOnDemand(_ context.Context, name string) error {
+	if !s.granted(name) || !s.reg.hasHost(name) {
+		s.log.Debug("no certificate for unserved name", "server_name", name)
+		return fmt.Errorf("no connected agent serves %q", name)
+	}
+	return nil
+}
+
+func (s *Server) acmeEvent(_ context.Context, event string, data map[string]any) error {
+	switch event {
+	case "cert_obtained":
+		s.log.Info("certificate obtained", "host", data["identifier"], "renewal", data["renewal"], "issuer", data["issuer"])
+	case "cert_failed":
+		s.log.Warn("certificate request failed", "host", data["identifier"], "renewal", data["renewal"], "err", data["error"])
+	}
+	return nil
+}
+
+// start begins managing the certificates; ctx ends the retries of obtains in flight.
+func (p *publicCerts) start(ctx context.Context) error {
+	if p == nil || p.cache == nil || len(p.names) == 0 {
+		return nil
+	}
+	names := make([]string, 0, len(p.names))
+	for n := range p.names {
+		names = append(names, n)
+	}
+	return p.managed.ManageAsync(ctx, names)
+}
+
+// stop ends certmagic's maintenance goroutine.
+func (p *publicCerts) stop() {
+	if p != nil && p.cache != nil {
+		p.stopOnce.Do(p.cache.Stop)
+	}
+}
+
+// GetCertificate is the HTTPS listener's tls.Config.GetCertificate.
+func (p *publicCerts) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if p.static != nil {
+		return p.static, nil
+	}
+	name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
+	if name == "" {
+		return nil, errors.New("relay: the client sent no server name (SNI)")
+	}
+	if p.names[name] || (len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == alpnACME) {
+		return p.managed.GetCertificate(hello)
+	}
+	return p.onDemand.GetCertificate(hello)
+}
+
+// httpChallenge wraps the plain-HTTP handler so that it answers HTTP-01 challenges.
+func (p *publicCerts) httpChallenge(next http.Handler) http.Handler {
+	if p == nil || p.issuer == nil {
+		return next
+	}
+	return p.issuer.HTTPChallengeHandler(next)
+}
+
+// slogCore hands certmagic's zap logs to the relay's slog logger. certmagic
+// is chatty at Info, so its Info goes to Debug; warnings and errors stay.
+type slogCore struct {
+	log    *slog.Logger
+	fields []zapcore.Field
+}
+
+var _ zapcore.Core = (*slogCore)(nil)
+
+func (c *slogCore) Enabled(l zapcore.Level) bool {
+	return c.log.Enabled(context.Background(), slogLevel(l))
+}
+
+func (c *slogCore) With(fields []zapcore.Field) zapcore.Core {
+	return &slogCore{log: c.log, fields: append(c.fields[:len(c.fields):len(c.fields)], fields...)}
+}
+
+func (c *slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if c.Enabled(e.Level) {
+		return ce.AddCore(e, c)
+	}
+	return ce
+}
+
+func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
+	enc := zapcore.NewMapObjectEncoder()
+	for _, f := range c.fields {
+		f.AddTo(enc)
+	}
+	for _, f := range fields {
+		f.AddTo(enc)
+	}
+	args := make([]any, 0, 2*len(enc.Fields)+2)
+	if e.LoggerName != "" {
+		args = append(args, "logger", e.LoggerName)
+	}
+	for k, v := range enc.Fields {
+		args = append(args, k, v)
+	}
+	c.log.Log(context.Background(), slogLevel(e.Level), e.Message, args...)
+	return nil
+}
+
+func (c *slogCore) Sync() error { return nil }
+
+func slogLevel(l zapcore.Level) slog.Level {
+	switch {
+	case l >= zapcore.ErrorLevel:
+		return slog.LevelError
+	case l == zapcore.WarnLevel:
+		return slog.LevelWarn
+	default:
+		return slog.LevelDebug
+	}
+}

@@ -1,0 +1,64 @@
+package relay_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/burrow-tunnel/burrow/agent"
+)
+
+// fakeStash answers GraphQL like Stash: 401 when a login is set, data otherwise.
+func fakeStash(t *testing.T, login bool) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/graphql" && r.Method == http.MethodPost {
+			if login && r.Header.Get("ApiKey") == "" {
+				w.Header().Set("WWW-Authenticate", "FormBased")
+				w.WriteHeader(http.StatusUnauthorized)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(map[string]any{"data": map[string]any{"version": map[string]any{"version": "v0.27.2"}}})
+			return
+		}
+		w.Write([]byte("stash page"))
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func TestExposureSafety(t *testing.T) {
+	h := startRelay(t, []string{"locked.example.com", "open.example.com", "allowed.example.com", "other.example.com"})
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("not stash")) }))
+	defer plain.Close()
+	logs, welcomes := runAgent(t, h.relay.TunnelAddr().String(), h.relay.TunnelFingerprint(), h.token, "quic", []agent.Route{
+		{Host: "locked.example.com", Service: fakeStash(t, true)},
+		{Host: "open.example.com", Service: fakeStash(t, false)},
+		{Host: "allowed.example.com", Service: fakeStash(t, false), AllowUnauthenticated: true},
+		{Host: "other.example.com", Service: plain.URL},
+	})
+	select {
+	case w := <-welcomes:
+		var hosts []string
+		for _, a := range w.Accepted {
+			hosts = append(hosts, a.Host)
+		}
+		if got := strings.Join(hosts, ","); got != "locked.example.com,allowed.example.com,other.example.com" {
+			t.Errorf("published %s", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("agent did not connect")
+	}
+	if !strings.Contains(logs.String(), "route not published") || !strings.Contains(logs.String(), "Username") {
+		t.Errorf("agent log does not explain the refusal:\n%s", logs)
+	}
+	for host, want := range map[string]int{"locked.example.com": 200, "allowed.example.com": 200, "other.example.com": 200, "open.example.com": 503} {
+		if code, body := status(t, h.public+"/", host); code != want {
+			t.Errorf("%s: %d, want %d: %s", host, code, want, body)
+		}
+	}
+}
