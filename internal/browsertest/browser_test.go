@@ -1,0 +1,186 @@
+package browsertest
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"html"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/burrow-tunnel/burrow/agent"
+	"github.com/burrow-tunnel/burrow/internal/origin"
+	"github.com/burrow-tunnel/burrow/protocol"
+	"github.com/burrow-tunnel/burrow/relay"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/caddyserver/certmagic.(*RingBufferRateLimiter).loop"))
+}
+
+// chromium finds the browser. CI installs it; elsewhere the test says how.
+func chromium(t *testing.T) string {
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("chromium not installed (.ci/run installs it)")
+	}
+	t.Skip("chromium not installed: apt-get install chromium")
+	return ""
+}
+
+// selfSigned writes a certificate for localhost and returns the file paths.
+func selfSigned(t *testing.T) (certFile, keyFile string) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
+		DNSNames: []string{"localhost"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kd, _ := x509.MarshalPKCS8PrivateKey(key)
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd}), 0o600)
+	return certFile, keyFile
+}
+
+// TestChromiumSeesStashThroughTunnel: over HTTPS with HTTP/2, under a /stash
+// prefix, the page's base URL matches what the browser uses, the video's
+// metadata loads (Range requests through the tunnel), and the
+// graphql-transport-ws WebSocket is acknowledged and answers a ping.
+func TestChromiumSeesStashThroughTunnel(t *testing.T) {
+	browser := chromium(t)
+	for _, tr := range []string{"quic", "tcp"} {
+		t.Run(tr, func(t *testing.T) {
+			log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			site := origin.New(origin.Options{LargeFileSize: 1 << 20, Log: log})
+			siteDone := make(chan error, 1)
+			go func() { siteDone <- origin.Serve(ctx, ln, site) }()
+
+			certFile, keyFile := selfSigned(t)
+			sum := sha256.Sum256([]byte("tok"))
+			hash, _ := relay.ParseTokenHash(hex.EncodeToString(sum[:]))
+			rs, err := relay.New(relay.Config{
+				Tunnel:   relay.TunnelConfig{Listen: "127.0.0.1:0"},
+				Public:   relay.PublicConfig{HTTPS: "127.0.0.1:0"},
+				TLS:      relay.TLSConfig{CertFile: certFile, KeyFile: keyFile},
+				StateDir: t.TempDir(),
+				Agents:   []relay.AgentGrant{{Name: "nas", TokenSHA256: hash, Hosts: []string{"localhost"}}},
+			}, log.With("role", "relay"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := rs.Listen(); err != nil {
+				t.Fatal(err)
+			}
+			relayDone := make(chan error, 1)
+			go func() { relayDone <- rs.Run(ctx) }()
+
+			ag, err := agent.New(agent.Config{
+				Relay: rs.TunnelAddr().String(), RelayFingerprint: rs.TunnelFingerprint(), Token: "tok", Transport: tr,
+				Routes: []agent.Route{{Host: "localhost", Prefix: "/stash", Service: "http://" + ln.Addr().String(), AllowUnauthenticated: true}},
+			}, log.With("role", "agent"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			up := make(chan *protocol.Welcome, 1)
+			ag.OnWelcome = func(w *protocol.Welcome) { up <- w }
+			agentDone := make(chan error, 1)
+			go func() { agentDone <- ag.Run(ctx) }()
+			defer func() {
+				cancel()
+				<-agentDone
+				<-relayDone
+				<-siteDone
+			}()
+			select {
+			case <-up:
+			case <-time.After(10 * time.Second):
+				t.Fatal("agent did not connect")
+			}
+
+			port := rs.HTTPSAddr().(*net.TCPAddr).Port
+			url := fmt.Sprintf("https://localhost:%d/stash/", port)
+			bctx, bcancel := context.WithTimeout(ctx, 60*time.Second)
+			defer bcancel()
+			cmd := exec.CommandContext(bctx, browser,
+				"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+				"--disable-background-networking", "--disable-component-update", "--disable-sync",
+				"--ignore-certificate-errors", "--user-data-dir="+t.TempDir(),
+				"--virtual-time-budget=8000", "--dump-dom", url)
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("chromium: %v", err)
+			}
+			dom := string(out)
+			base := fmt.Sprintf("https://localhost:%d/stash", port)
+			checks := map[string]string{
+				"base":    base,
+				"seen":    base,
+				"verdict": "match",
+				"proto":   "h2",
+				"wsstate": "open",
+				"vstatus": "ready",
+			}
+			for id, want := range checks {
+				if got := text(dom, id); !strings.Contains(got, want) {
+					t.Errorf("#%s = %q, want it to contain %q", id, got, want)
+				}
+			}
+			wslog := text(dom, "wslog")
+			for _, want := range []string{"connection_ack", "pong", "graphql-transport-ws"} {
+				if !strings.Contains(wslog, want) {
+					t.Errorf("websocket log lacks %q:\n%s", want, wslog)
+				}
+			}
+			if t.Failed() {
+				t.Logf("DOM:\n%s", dom)
+			}
+		})
+	}
+}
+
+// text returns the text inside the element with the given id.
+func text(dom, id string) string {
+	re := regexp.MustCompile(`(?s)id="` + regexp.QuoteMeta(id) + `"[^>]*>(.*?)</(?:td|span|div)>`)
+	m := re.FindStringSubmatch(dom)
+	if m == nil {
+		return ""
+	}
+	return html.UnescapeString(regexp.MustCompile(`<[^>]+>`).ReplaceAllString(m[1], " "))
+}
