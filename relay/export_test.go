@@ -14,3 +14,14 @@ type ACMETestOptions struct {
 func (s *Server) SetACMETestOptions(o ACMETestOptions) {
 	s.acmeTest = acmeTest{disableHTTP01: o.DisableHTTP01, disableTLSALPN01: o.DisableTLSALPN01, renewCheckInterval: o.RenewCheckInterval}
 }
+
+// Timeouts are the limits the relay puts on proxied requests.
+type Timeouts struct {
+	ResponseHeader, Read, Write, ReadHeader time.Duration
+}
+
+// ProxyTimeouts reports the relay's timeouts on the proxy and public HTTP side.
+func (s *Server) ProxyTimeouts() Timeouts {
+	h := s.newHTTPServer(nil)
+	return Timeouts{ResponseHeader: s.transport.ResponseHeaderTimeout, Read: h.ReadTimeout, Write: h.WriteTimeout, ReadHeader: h.ReadHeaderTimeout}
+}
