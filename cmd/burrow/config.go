@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/burrow-tunnel/burrow/agent"
+	"github.com/burrow-tunnel/burrow/internal/redact"
 	"github.com/burrow-tunnel/burrow/relay"
 )
 
@@ -287,8 +288,9 @@ func newLogger(l logFile) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(l.Level))
 	opts := &slog.HandlerOptions{Level: level}
+	// Every line passes the redactor: no apikey, token, cookie or authorization value is ever logged.
 	if l.Format == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+		return slog.New(redact.Handler(slog.NewJSONHandler(os.Stderr, opts)))
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	return slog.New(redact.Handler(slog.NewTextHandler(os.Stderr, opts)))
 }
