@@ -69,7 +69,7 @@ func (lc ListenConfig) Listen(addr string) (*Listener, error) {
 	tlsConf.NextProtos = []string{ALPN}
 	tlsConf.MinVersion = tls.VersionTLS13
 
-	tcp, udp, err := listenPair(addr)
+	tcp, udp, err := ListenSamePort(addr)
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +96,9 @@ func (lc ListenConfig) Listen(addr string) (*Listener, error) {
 	return l, nil
 }
 
-func listenPair(addr string) (net.Listener, net.PacketConn, error) {
+// ListenSamePort binds TCP and UDP on one port number, as the tunnel and the
+// public HTTPS side (HTTP/3) need. With port 0, one free number is picked for both.
+func ListenSamePort(addr string) (net.Listener, net.PacketConn, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("protocol: tunnel address %q: %w", addr, err)

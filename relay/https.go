@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -21,30 +20,6 @@ const hstsValue = "max-age=31536000"
 
 // acmeChallengePrefix is the HTTP-01 challenge path; plain HTTP never redirects it.
 const acmeChallengePrefix = "/.well-known/acme-challenge/"
-
-// listenHTTPS binds TCP and UDP on one port number: TLS (HTTP/1.1 and HTTP/2)
-// and QUIC (HTTP/3). With port 0, one free number is picked for both.
-func listenHTTPS(addr string) (net.Listener, net.PacketConn, error) {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, nil, err
-	}
-	for attempt := 0; ; attempt++ {
-		tcp, err := net.Listen("tcp", addr)
-		if err != nil {
-			return nil, nil, err
-		}
-		p := strconv.Itoa(tcp.Addr().(*net.TCPAddr).Port)
-		udp, err := net.ListenPacket("udp", net.JoinHostPort(host, p))
-		if err == nil {
-			return tcp, udp, nil
-		}
-		tcp.Close()
-		if port != "0" || attempt >= 10 {
-			return nil, nil, fmt.Errorf("udp (HTTP/3): %w", err)
-		}
-	}
-}
 
 // HTTPSAddr is the bound public HTTPS address (TCP; HTTP/3 has the same UDP port), or nil.
 func (s *Server) HTTPSAddr() net.Addr {

@@ -89,7 +89,7 @@ func (s *Server) Listen() (err error) {
 		}
 	}
 	if s.cfg.Public.HTTPS != "" {
-		if s.httpsLn, s.httpsUDP, err = listenHTTPS(s.cfg.Public.HTTPS); err != nil {
+		if s.httpsLn, s.httpsUDP, err = protocol.ListenSamePort(s.cfg.Public.HTTPS); err != nil {
 			return fmt.Errorf("public.https: %w", err)
 		}
 	}
