@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"time"
 )
 
 // MsgType identifies a control message.
@@ -15,6 +16,9 @@ const (
 	MsgHello   MsgType = 1
 	MsgWelcome MsgType = 2
 	MsgReject  MsgType = 3
+	// MsgPing and MsgPong are the session heartbeat on the control stream.
+	MsgPing MsgType = 4
+	MsgPong MsgType = 5
 )
 
 func (t MsgType) String() string {
@@ -25,6 +29,10 @@ func (t MsgType) String() string {
 		return "welcome"
 	case MsgReject:
 		return "reject"
+	case MsgPing:
+		return "ping"
+	case MsgPong:
+		return "pong"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -99,6 +107,31 @@ type RejectError struct{ Reject Reject }
 
 func (e *RejectError) Error() string {
 	return fmt.Sprintf("relay refused the agent: %s: %s", e.Reject.Code, e.Reject.Message)
+}
+
+// Heartbeat is the body of MsgPing and MsgPong.
+//
+// The agent pings every Welcome.HeartbeatMillis and the relay answers; either
+// side that hears nothing for HeartbeatMisses periods ends the session. The
+// padding keeps each ping's packet large enough (over 42 bytes) that a relay
+// restarted under a QUIC agent answers it with a stateless reset: the agent
+// then reconnects at once instead of after the QUIC idle timeout.
+type Heartbeat struct {
+	Seq uint64 `json:"seq"`
+	Pad string `json:"pad,omitempty"`
+}
+
+// HeartbeatPeriod is the heartbeat period the relay asks for.
+const HeartbeatPeriod = 2 * time.Second
+
+// HeartbeatMisses is how many periods of silence end a session.
+const HeartbeatMisses = 3
+
+const heartbeatPad = "................................................"
+
+// WriteHeartbeat writes a padded ping or pong.
+func WriteHeartbeat(w io.Writer, t MsgType, seq uint64) error {
+	return WriteMessage(w, t, &Heartbeat{Seq: seq, Pad: heartbeatPad})
 }
 
 const frameHeaderSize = 5

@@ -6,8 +6,11 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"path"
 	"slices"
 	"strings"
@@ -58,7 +61,7 @@ func (s *Server) serveSession(ctx context.Context, sess protocol.Session) {
 			Version:         protocol.Version,
 			SessionID:       sessionID,
 			Agent:           grant.Name,
-			HeartbeatMillis: protocol.KeepAlivePeriod.Milliseconds(),
+			HeartbeatMillis: protocol.HeartbeatPeriod.Milliseconds(),
 		}
 	)
 	dryRun := slices.Contains(hello.Features, protocol.FeatureDryRun)
@@ -91,7 +94,7 @@ func (s *Server) serveSession(ctx context.Context, sess protocol.Session) {
 		if err := protocol.WriteMessage(ctrl, protocol.MsgWelcome, &welcome); err != nil {
 			log.Debug("dry-run answer failed", "err", err)
 		}
-		_ = ctrl.CloseWrite()
+		linger(ctrl)
 		return
 	}
 	if len(routes) == 0 {
@@ -118,11 +121,8 @@ func (s *Server) serveSession(ctx context.Context, sess protocol.Session) {
 	ended := make(chan struct{})
 	go func() {
 		defer close(ended)
-		var b [512]byte
-		for {
-			if _, err := ctrl.Read(b[:]); err != nil {
-				return
-			}
+		if err := answerHeartbeats(ctrl); err != nil {
+			log.Info("agent session ended", "reason", err)
 		}
 	}()
 	select {
@@ -136,13 +136,46 @@ func (s *Server) serveSession(ctx context.Context, sess protocol.Session) {
 	log.Info("agent disconnected")
 }
 
+// answerHeartbeats answers the agent's pings until the control stream ends or
+// stays silent for HeartbeatMisses periods (a crashed agent whose QUIC session
+// would otherwise linger until its idle timeout).
+func answerHeartbeats(ctrl protocol.Stream) error {
+	silence := protocol.HeartbeatMisses * protocol.HeartbeatPeriod
+	for {
+		_ = ctrl.SetReadDeadline(time.Now().Add(silence))
+		t, body, err := protocol.ReadFrame(ctrl)
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return fmt.Errorf("no heartbeat from the agent for %v", silence)
+			}
+			return err
+		}
+		if t != protocol.MsgPing {
+			continue
+		}
+		var hb protocol.Heartbeat
+		if err := json.Unmarshal(body, &hb); err != nil {
+			return fmt.Errorf("bad heartbeat: %w", err)
+		}
+		if err := protocol.WriteHeartbeat(ctrl, protocol.MsgPong, hb.Seq); err != nil {
+			return err
+		}
+	}
+}
+
 func (s *Server) reject(ctrl protocol.Stream, code, msg string) {
 	_ = protocol.WriteMessage(ctrl, protocol.MsgReject, &protocol.Reject{Code: code, Message: msg, Version: protocol.Version})
+	linger(ctrl)
+}
+
+// linger ends the relay's side of a control stream and waits (briefly) for
+// the agent to close: closing the session at once could discard the last
+// answer before the agent reads it (QUIC drops unacknowledged data, and
+// yamux can fail the agent's last write).
+func linger(ctrl protocol.Stream) {
 	_ = ctrl.CloseWrite()
-	// Give the agent a moment to read the reason before the session goes.
 	_ = ctrl.SetReadDeadline(time.Now().Add(2 * time.Second))
-	var b [1]byte
-	_, _ = ctrl.Read(b[:])
+	_, _ = io.Copy(io.Discard, io.LimitReader(ctrl, 64<<10))
 }
 
 // authenticate compares the token's hash with every grant in constant time.

@@ -26,7 +26,7 @@ func startTestRelay(t *testing.T, token string, hosts ...string) (tunnel, finger
 		Public:   relay.PublicConfig{HTTP: "127.0.0.1:0"},
 		StateDir: t.TempDir(),
 		Agents:   []relay.AgentGrant{{Name: "nas", TokenSHA256: hash, Hosts: hosts}},
-	}, slog.New(slog.NewTextHandler(t.Output(), nil)))
+	}, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
 	}
