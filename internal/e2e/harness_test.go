@@ -1,0 +1,432 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/burrow-tunnel/burrow/internal/origin"
+)
+
+const (
+	// publicHost is the one host the relay grants the agent.
+	publicHost = "stash.example.com"
+	// largeSize is the size of the origin's /files/large.bin.
+	largeSize = 256 << 20
+	// readyTimeout bounds the wait for a relay+agent pair to answer 200.
+	readyTimeout = 10 * time.Second
+	// stopTimeout bounds the wait for a signalled process to exit.
+	stopTimeout = 10 * time.Second
+)
+
+// transports are the tunnel transports every transport-dependent test runs over.
+var transports = []string{"quic", "tcp"}
+
+// largeSHA256 is the origin's large file's hash, computed once.
+var largeSHA256 = sync.OnceValue(func() [32]byte { return origin.LargeFileSHA256(largeSize) })
+
+// env is one origin, relay process and agent process on loopback.
+type env struct {
+	t         *testing.T
+	dir       string
+	transport string
+
+	origin     *origin.Server
+	originAddr string
+
+	tunnelPort, httpPort int
+	closedPort           int // nothing listens here: the /down route's service
+
+	token       string
+	relayConfig string
+	agentConfig string
+
+	relayLog, agentLog *logBuffer
+	relay, agent       *proc
+
+	// client sends every request to the relay's public port with Host publicHost.
+	client *http.Client
+}
+
+// newEnv starts an origin, a relay and an agent with the given transport, and
+// waits until a request through the relay answers 200.
+func newEnv(t *testing.T, transport string) *env {
+	t.Helper()
+	e := &env{
+		t:         t,
+		dir:       t.TempDir(),
+		transport: transport,
+		relayLog:  &logBuffer{},
+		agentLog:  &logBuffer{},
+	}
+	e.startOrigin()
+	e.tunnelPort = freePort(t, true)
+	e.httpPort = freePort(t, false)
+	e.closedPort = freePort(t, false)
+	e.writeConfigs()
+	e.client = newClient(e.publicAddr())
+
+	// Cleanups run last-registered first: the client's idle connections, then
+	// the processes, then the origin (registered in startOrigin).
+	t.Cleanup(func() {
+		e.stopAll()
+		if t.Failed() {
+			fmt.Fprintf(t.Output(), "--- relay stderr (%s)\n%s\n--- agent stderr (%s)\n%s\n", transport, e.relayLog, transport, e.agentLog)
+		}
+	})
+	t.Cleanup(e.client.CloseIdleConnections)
+
+	e.relay = e.start("relay", e.relayLog, "relay", "--config", e.relayConfig)
+	e.agent = e.start("agent", e.agentLog, "agent", "--config", e.agentConfig)
+	if d, err := e.waitReady(readyTimeout); err != nil {
+		t.Fatalf("relay+agent (%s) not ready after %v: %v", transport, d.Round(time.Millisecond), err)
+	}
+	return e
+}
+
+func (e *env) publicAddr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(e.httpPort)) }
+
+// url is the public URL of path, as a browser would name it (the client's
+// transport dials the relay whatever the host).
+func (e *env) url(path string) string { return "http://" + publicHost + path }
+
+// startOrigin serves the Stash-like origin in this process on 127.0.0.1:0.
+func (e *env) startOrigin() {
+	t := e.t
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.origin = origin.New(origin.Options{LargeFileSize: largeSize})
+	e.originAddr = ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- origin.Serve(ctx, ln, e.origin) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("origin: %v", err)
+			}
+		case <-time.After(stopTimeout):
+			t.Errorf("origin did not stop within %v", stopTimeout)
+		}
+	})
+}
+
+// writeConfigs writes relay.yaml and agent.yaml, with a token from `burrow
+// token new --json` and the pin from `burrow relay fingerprint`.
+func (e *env) writeConfigs() {
+	t := e.t
+	var tok struct {
+		Token       string `json:"token"`
+		TokenSHA256 string `json:"token_sha256"`
+	}
+	if err := json.Unmarshal(runBurrow(t, "token", "new", "--json"), &tok); err != nil || tok.Token == "" || len(tok.TokenSHA256) != 64 {
+		t.Fatalf("burrow token new --json: %+v, %v", tok, err)
+	}
+	e.token = tok.Token
+
+	e.relayConfig = filepath.Join(e.dir, "relay.yaml")
+	writeFile(t, e.relayConfig, fmt.Sprintf(`tunnel:
+  listen: "127.0.0.1:%d"
+public:
+  http: "127.0.0.1:%d"
+state_dir: %q
+agents:
+  - name: nas
+    token_sha256: %q
+    hosts: [%s]
+log:
+  level: debug
+`, e.tunnelPort, e.httpPort, filepath.Join(e.dir, "relay-state"), tok.TokenSHA256, publicHost))
+
+	fp := strings.TrimSpace(string(runBurrow(t, "relay", "fingerprint", "--config", e.relayConfig)))
+	if !strings.HasPrefix(fp, "sha256:") {
+		t.Fatalf("burrow relay fingerprint: %q", fp)
+	}
+
+	svc := "http://" + e.originAddr
+	e.agentConfig = filepath.Join(e.dir, "agent.yaml")
+	writeFile(t, e.agentConfig, fmt.Sprintf(`relay: "127.0.0.1:%d"
+relay_fingerprint: %q
+token: %q
+transport: %s
+log:
+  level: debug
+routes:
+  - host: %[5]s
+    service: %[6]s
+    allow_unauthenticated: true
+  - host: %[5]s
+    prefix: /stash
+    service: %[6]s
+    allow_unauthenticated: true
+  - host: %[5]s
+    prefix: /down
+    service: "http://127.0.0.1:%[7]d"
+    allow_unauthenticated: true
+`, e.tunnelPort, fp, e.token, e.transport, publicHost, svc, e.closedPort))
+}
+
+// waitReady polls /healthz through the relay until it answers 200 and
+// returns how long that took. A new attempt starts every 50 ms without
+// waiting for the previous one, so an attempt that hangs on a dead session
+// does not inflate the figure.
+func (e *env) waitReady(timeout time.Duration) (time.Duration, error) {
+	const every, attemptTimeout = 50 * time.Millisecond, time.Second
+	start := time.Now()
+	type result struct {
+		at  time.Time
+		err error
+	}
+	results := make(chan result, int(timeout/every)+2) // never blocks a sender
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	launch := func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			actx, acancel := context.WithTimeout(ctx, attemptTimeout)
+			defer acancel()
+			status, _, err := e.get(actx, "/healthz", nil)
+			if err == nil && status != http.StatusOK {
+				err = fmt.Errorf("status %d", status)
+			}
+			results <- result{time.Now(), err}
+		}()
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	launch()
+	var last error
+	for {
+		select {
+		case r := <-results:
+			if r.err == nil {
+				return r.at.Sub(start), nil
+			}
+			last = r.err
+		case <-tick.C:
+			launch()
+		case <-ctx.Done():
+			return time.Since(start), fmt.Errorf("%w (last attempt: %v)", ctx.Err(), last)
+		}
+	}
+}
+
+// get fetches path through the relay and returns status and body.
+func (e *env) get(ctx context.Context, path string, hdr http.Header) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.url(path), nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	res, err := e.client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	return res.StatusCode, body, err
+}
+
+// mustGet is get with a 10 s bound that fails the test on a transport error.
+func (e *env) mustGet(path string, hdr http.Header) (int, []byte) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	status, body, err := e.get(ctx, path, hdr)
+	if err != nil {
+		e.t.Fatalf("GET %s: %v", path, err)
+	}
+	return status, body
+}
+
+// start runs the binary with args, its stderr (and stdout) into log.
+func (e *env) start(name string, log *logBuffer, args ...string) *proc {
+	e.t.Helper()
+	p, err := startProc(name, log, args...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return p
+}
+
+func (e *env) restartRelay() {
+	e.relay = e.start("relay", e.relayLog, "relay", "--config", e.relayConfig)
+}
+func (e *env) restartAgent() {
+	e.agent = e.start("agent", e.agentLog, "agent", "--config", e.agentConfig)
+}
+
+// stopAll kills whatever still runs.
+func (e *env) stopAll() {
+	for _, p := range []*proc{e.agent, e.relay} {
+		if p != nil {
+			if err := p.stop(syscall.SIGKILL); err != nil {
+				e.t.Error(err)
+			}
+		}
+	}
+}
+
+// proc is one running burrow process.
+type proc struct {
+	name   string
+	cmd    *exec.Cmd
+	cancel context.CancelFunc
+	done   chan struct{} // closed when Wait returned
+	err    error         // Wait's error; read after done
+}
+
+func startProc(name string, log *logBuffer, args ...string) (*proc, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, burrowBin, args...)
+	cmd.Env = cleanEnv()
+	cmd.Stdout = log
+	cmd.Stderr = log
+	cmd.WaitDelay = 5 * time.Second
+	fmt.Fprintf(log, "=== %s %s started at %s\n", name, strings.Join(args, " "), time.Now().Format(time.StampMilli))
+	if err := cmd.Start(); err != nil {
+		cancel()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		cancel()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// stop sends sig (unless the process has exited) and waits for the exit.
+func (p *proc) stop(sig os.Signal) error {
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(stopTimeout):
+		p.cancel() // kills
+		<-p.done
+		return fmt.Errorf("%s did not exit within %v of %v", p.name, stopTimeout, sig)
+	}
+}
+
+// cleanEnv is the test's environment without BURROW_* variables, which would
+// override the config files.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "BURROW_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// runBurrow runs a short burrow command and returns its stdout.
+func runBurrow(t *testing.T, args ...string) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, burrowBin, args...)
+	cmd.Env = cleanEnv()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("burrow %s: %v\n%s", strings.Join(args, " "), err, stderr.Bytes())
+	}
+	return out
+}
+
+// logBuffer collects a process's output; safe for concurrent use.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// newClient returns a client that sends every request to addr (the relay's
+// public port), whatever the URL's host, and follows no redirects.
+func newClient(addr string) *http.Client {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	return &http.Client{
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return d.DialContext(ctx, network, addr)
+			},
+			DisableCompression:  true,
+			MaxIdleConnsPerHost: 16,
+			IdleConnTimeout:     30 * time.Second,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// freePort returns a loopback port that is free for TCP (and UDP when udp is set).
+func freePort(t *testing.T, udp bool) int {
+	t.Helper()
+	for range 50 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		if !udp {
+			ln.Close()
+			return port
+		}
+		pc, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		ln.Close()
+		if err == nil {
+			pc.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port for TCP and UDP")
+	return 0
+}
+
+func writeFile(t *testing.T, path, body string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,91 @@
+package e2e
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// reconnectBound is how soon after a restart the tunnel must serve again.
+const reconnectBound = 5 * time.Second
+
+// TestReconnect kills the relay, then the agent, with SIGKILL (no goodbye on
+// the wire) and restarts it on the same ports and state: the tunnel must
+// serve again within reconnectBound of the restart.
+func TestReconnect(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, tr)
+			// Right after traffic, as in a deploy that restarts the relay under load.
+			t.Run("RelayRestart", func(t *testing.T) { e.testRelayRestart(t, 0) })
+			t.Run("AgentRestart", func(t *testing.T) {
+				if err := e.agent.stop(syscall.SIGKILL); err != nil {
+					t.Fatal(err)
+				}
+				e.restartAgent()
+				d, err := e.waitReady(reconnectBound + 5*time.Second)
+				if err != nil {
+					t.Fatalf("no 200 within %v of the agent's restart: %v", d.Round(time.Millisecond), err)
+				}
+				t.Logf("%s: 200 through the relay %v after the agent's restart", tr, d.Round(time.Millisecond))
+				if d > reconnectBound {
+					t.Errorf("took %v, want < %v", d, reconnectBound)
+				}
+				e.checkServes(t)
+			})
+			// After the session has been idle for a while, as a relay restart
+			// usually finds it: the agent then sends only keepalives.
+			t.Run("RelayRestartIdle", func(t *testing.T) { e.testRelayRestart(t, 8*time.Second) })
+		})
+	}
+}
+
+// testRelayRestart lets the tunnel idle, SIGKILLs the relay, restarts it at
+// once on the same ports and state, and measures until a request through it
+// answers 200.
+func (e *env) testRelayRestart(t *testing.T, idle time.Duration) {
+	time.Sleep(idle)
+	if err := e.relay.stop(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	e.restartRelay()
+	// Wait well past the bound, so that a failure still reports the figure.
+	d, err := e.waitReady(reconnectBound + 20*time.Second)
+	if err != nil {
+		t.Fatalf("no 200 within %v of the relay's restart: %v", d.Round(time.Millisecond), err)
+	}
+	t.Logf("%s: 200 through the relay %v after its restart (tunnel idle %v before the kill)", e.transport, d.Round(time.Millisecond), idle)
+	if d > reconnectBound {
+		t.Errorf("took %v, want < %v: the agent did not notice that the relay restarted (see the agent's log)", d.Round(time.Millisecond), reconnectBound)
+	}
+	e.checkServes(t)
+}
+
+// checkServes fetches a few things through the tunnel, to show a reconnected
+// session carries more than the one request that found it up.
+func (e *env) checkServes(t *testing.T) {
+	t.Helper()
+	for _, path := range []string{"/", "/stash/headers", "/files/small.bin"} {
+		if status, _ := e.mustGet(path, nil); status != http.StatusOK {
+			t.Errorf("GET %s after the restart: %d", path, status)
+		}
+	}
+	// And a larger body, over a fresh stream.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.url("/files/large.bin"), nil)
+	req.Header.Set("Range", "bytes=0-8388607")
+	res, err := e.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	n, err := io.Copy(io.Discard, res.Body)
+	if err != nil || res.StatusCode != http.StatusPartialContent || n != 8<<20 {
+		t.Errorf("8 MiB range after the restart: %d, %d bytes, %v", res.StatusCode, n, err)
+	}
+}
