@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/burrow-tunnel/burrow/protocol"
 )
 
 // reconnectBound is how soon after a restart the tunnel must serve again.
@@ -40,6 +42,32 @@ func TestReconnect(t *testing.T) {
 			// After the session has been idle for a while, as a relay restart
 			// usually finds it: the agent then sends only keepalives.
 			t.Run("RelayRestartIdle", func(t *testing.T) { e.testRelayRestart(t, 8*time.Second) })
+			// A crashed agent sends nothing more: the relay must drop its
+			// session (heartbeat) and answer 503 instead of routing to it.
+			t.Run("AgentCrash", func(t *testing.T) {
+				if err := e.agent.stop(syscall.SIGKILL); err != nil {
+					t.Fatal(err)
+				}
+				killed := time.Now()
+				bound := protocol.HeartbeatMisses*protocol.HeartbeatPeriod + 2*time.Second
+				for {
+					ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+					status, _, _ := e.get(ctx, "/healthz", nil)
+					cancel()
+					if status == http.StatusServiceUnavailable {
+						break
+					}
+					if time.Since(killed) > bound+5*time.Second {
+						t.Fatalf("no 503 within %v of the agent's crash", time.Since(killed).Round(time.Millisecond))
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+				d := time.Since(killed)
+				t.Logf("%s: 503 %v after the agent was killed", tr, d.Round(time.Millisecond))
+				if d > bound {
+					t.Errorf("took %v, want < %v", d.Round(time.Millisecond), bound)
+				}
+			})
 		})
 	}
 }
