@@ -72,9 +72,7 @@ func join(a, b halfCloser) {
 	wg.Add(2)
 	pipe := func(dst, src halfCloser) {
 		defer wg.Done()
-		bp := bufPool.Get().(*[]byte)
-		_, err := io.CopyBuffer(writerOnly{dst}, readerOnly{src}, *bp)
-		bufPool.Put(bp)
+		_, err := copyAdaptive(dst, src)
 		if err == nil || errors.Is(err, io.EOF) {
 			_ = dst.CloseWrite()
 			return
@@ -87,7 +85,52 @@ func join(a, b halfCloser) {
 	wg.Wait()
 }
 
-// readerOnly and writerOnly hide ReadFrom/WriteTo so that io.CopyBuffer uses
-// the pooled buffer instead of allocating one.
-type readerOnly struct{ io.Reader }
-type writerOnly struct{ io.Writer }
+// smallBufferSize is the buffer an idle or chatty connection waits with.
+const smallBufferSize = 4 << 10
+
+var smallPool = sync.Pool{New: func() any { b := make([]byte, smallBufferSize); return &b }}
+
+// copyAdaptive copies src to dst until EOF (returning nil) or an error. It
+// waits for data with a small buffer and moves to a large pooled one while
+// reads keep filling the buffer: a bulk transfer (a video) moves in 64 KiB
+// reads, while thousands of idle WebSockets hold 4 KiB each instead of 64.
+func copyAdaptive(dst io.Writer, src io.Reader) (int64, error) {
+	small := smallPool.Get().(*[]byte)
+	defer smallPool.Put(small)
+	var big *[]byte
+	defer func() {
+		if big != nil {
+			bufPool.Put(big)
+		}
+	}()
+	buf := *small
+	var written int64
+	for {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			w, werr := dst.Write(buf[:n])
+			written += int64(w)
+			if werr != nil {
+				return written, werr
+			}
+			if w != n {
+				return written, io.ErrShortWrite
+			}
+		}
+		if rerr != nil {
+			if rerr == io.EOF {
+				return written, nil
+			}
+			return written, rerr
+		}
+		switch {
+		case big == nil && n == len(buf):
+			big = bufPool.Get().(*[]byte)
+			buf = *big
+		case big != nil && n < smallBufferSize:
+			// The flow has slowed to a trickle: wait with the small buffer.
+			bufPool.Put(big)
+			big, buf = nil, *small
+		}
+	}
+}

@@ -43,8 +43,8 @@ func (s *Server) newProxy() *httputil.ReverseProxy {
 		IdleConnTimeout:       90e9,
 		DisableCompression:    true,
 		ExpectContinueTimeout: 1e9,
-		WriteBufferSize:       copyBufferSize,
-		ReadBufferSize:        copyBufferSize,
+		// The default 4 KiB bufio buffers: large body reads bypass them, and
+		// an upgraded connection (a WebSocket) keeps them for its whole life.
 		// No ResponseHeaderTimeout: HLS segments and long GraphQL calls may take
 		// long before their headers; a client that gives up cancels the request.
 	}

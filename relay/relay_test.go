@@ -43,7 +43,7 @@ type harness struct {
 	stopped bool
 }
 
-func startRelay(t *testing.T, hosts []string) *harness {
+func startRelay(t testing.TB, hosts []string) *harness {
 	t.Helper()
 	return startRelayWith(t, relayOpts{hosts: hosts, tunnel: "127.0.0.1:0", http: "127.0.0.1:0", state: t.TempDir(), token: "test-token"})
 }
@@ -54,7 +54,7 @@ type relayOpts struct {
 	token, acceptedToken string
 }
 
-func startRelayWith(t *testing.T, o relayOpts) *harness {
+func startRelayWith(t testing.TB, o relayOpts) *harness {
 	t.Helper()
 	if o.acceptedToken == "" {
 		o.acceptedToken = o.token
@@ -80,7 +80,7 @@ func startRelayWith(t *testing.T, o relayOpts) *harness {
 	return h
 }
 
-func (h *harness) stop(t *testing.T) {
+func (h *harness) stop(t testing.TB) {
 	if h.stopped {
 		return
 	}
@@ -91,12 +91,12 @@ func (h *harness) stop(t *testing.T) {
 	}
 }
 
-func testLogger(t *testing.T, role string) *slog.Logger {
+func testLogger(t testing.TB, role string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})).With("role", role)
 }
 
 // startAgent runs an agent and waits until it is connected.
-func startAgent(t *testing.T, h *harness, transport string, routes []agent.Route) {
+func startAgent(t testing.TB, h *harness, transport string, routes []agent.Route) {
 	t.Helper()
 	connected := make(chan struct{}, 1)
 	a, err := agent.New(agent.Config{
