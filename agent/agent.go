@@ -62,6 +62,11 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 func (a *Agent) Run(ctx context.Context) error {
 	b := newBackoff()
 	a.log.Info("connecting to relay", "relay", a.cfg.Relay, "transport", a.cfg.Transport)
+	if a.cfg.Transport != TransportTCP {
+		if advice := protocol.UDPBufferAdvice(); advice != "" {
+			a.log.Warn("QUIC may be slow: " + advice)
+		}
+	}
 	for {
 		start := time.Now()
 		err := a.session(ctx)

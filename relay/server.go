@@ -196,6 +196,9 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.public.start(ctx); err != nil {
 		s.log.Error("certificate management did not start", "err", err)
 	}
+	if advice := protocol.UDPBufferAdvice(); advice != "" {
+		s.log.Warn("QUIC tunnel and HTTP/3 may be slow: " + advice)
+	}
 	s.log.Info("relay listening", "tunnel", s.tunnel.Addr().String(), "http", addrString(s.HTTPAddr()),
 		"https", addrString(s.HTTPSAddr()), "fingerprint", s.TunnelFingerprint())
 	<-ctx.Done()

@@ -25,6 +25,8 @@ import (
 var version = ""
 
 func main() {
+	// Burrow logs its own warning, with the fix, when UDP buffers are too small.
+	os.Setenv("QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING", "true")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := newRoot().ExecuteContext(ctx); err != nil {

@@ -1,0 +1,6 @@
+//go:build !linux
+
+package protocol
+
+// UDPBufferAdvice is only implemented on Linux.
+func UDPBufferAdvice() string { return "" }
