@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/burrow-tunnel/burrow/internal/pipe"
 	"github.com/burrow-tunnel/burrow/protocol"
 )
 
@@ -24,16 +25,6 @@ const routeHostSuffix = ".burrow.invalid"
 type ctxKey int
 
 const routeKey ctxKey = 1
-
-// copyBufferSize is the size of the pooled buffers that move response bodies.
-const copyBufferSize = 64 << 10
-
-var bufPool = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
-
-type bufferPool struct{}
-
-func (bufferPool) Get() []byte  { return *bufPool.Get().(*[]byte) }
-func (bufferPool) Put(b []byte) { bufPool.Put(&b) }
 
 func (s *Server) newProxy() *httputil.ReverseProxy {
 	s.transport = &http.Transport{
@@ -51,7 +42,7 @@ func (s *Server) newProxy() *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite:      s.rewrite,
 		Transport:    s.transport,
-		BufferPool:   bufferPool{},
+		BufferPool:   pipe.BufferPool{},
 		ErrorHandler: s.proxyError,
 		ErrorLog:     s.errorLog(),
 	}
@@ -224,6 +215,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if isExtendedConnect(r) {
 		s.serveExtendedConnect(w, r, rt)
+		return
+	}
+	if isUpgrade(r) {
+		s.serveUpgrade(w, r, rt)
 		return
 	}
 	ctx := context.WithValue(r.Context(), routeKey, rt)

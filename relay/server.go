@@ -49,6 +49,9 @@ type Server struct {
 	h3Tr     *quic.Transport
 	h3Ln     *quic.EarlyListener
 	h3Srv    *http3.Server
+
+	// upgrades counts the goroutines joining upgraded (WebSocket) connections to streams.
+	upgrades sync.WaitGroup
 }
 
 // New validates cfg and prepares a relay; Listen binds its sockets.
@@ -215,6 +218,8 @@ func (s *Server) Run(ctx context.Context) error {
 	errs = append(errs, s.shutdownHTTPS(sctx))
 	errs = append(errs, s.tunnel.Close())
 	sessions.Wait()
+	// Closing the sessions ended every upgraded connection's stream.
+	s.upgrades.Wait()
 	s.transport.CloseIdleConnections()
 	errs = append(errs, g.Wait())
 	s.public.stop()

@@ -1,4 +1,4 @@
-package agent
+package pipe
 
 import (
 	"bytes"
@@ -29,21 +29,21 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func TestCopyAdaptive(t *testing.T) {
+func TestCopy(t *testing.T) {
 	data := make([]byte, 1<<20+123)
 	rand.Read(data)
 	// Bulk, then a trickle, then bulk again: every byte arrives, in order.
 	sizes := []int{1 << 20, 10, 10, 5000, 1 << 16, 3}
 	var out bytes.Buffer
-	n, err := copyAdaptive(&out, &chunkReader{data: data, sizes: sizes})
+	n, err := Copy(&out, &chunkReader{data: data, sizes: sizes})
 	if err != nil || n != int64(len(data)) || !bytes.Equal(out.Bytes(), data) {
 		t.Fatalf("copied %d of %d bytes, err %v, equal %v", n, len(data), err, bytes.Equal(out.Bytes(), data))
 	}
 	boom := errors.New("boom")
-	if _, err := copyAdaptive(io.Discard, iotest.ErrReader(boom)); !errors.Is(err, boom) {
+	if _, err := Copy(io.Discard, iotest.ErrReader(boom)); !errors.Is(err, boom) {
 		t.Errorf("read error: %v", err)
 	}
-	if _, err := copyAdaptive(shortWriter{}, bytes.NewReader(data)); !errors.Is(err, io.ErrShortWrite) {
+	if _, err := Copy(shortWriter{}, bytes.NewReader(data)); !errors.Is(err, io.ErrShortWrite) {
 		t.Errorf("short write: %v", err)
 	}
 }

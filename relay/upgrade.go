@@ -1,0 +1,163 @@
+package relay
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
+
+	"github.com/burrow-tunnel/burrow/internal/pipe"
+)
+
+// Upgraded connections (Stash's WebSocket) are proxied here rather than by
+// httputil.ReverseProxy, whose upgrade path keeps the request's handler
+// goroutine, with its deep stack, and two 32 KiB copy buffers for the whole
+// life of the connection. Thousands of idle subscriptions then cost the relay
+// little: two goroutines and two small buffers each (see pipe.Copy).
+
+// isUpgrade reports an HTTP/1.1 request to switch protocols.
+func isUpgrade(r *http.Request) bool {
+	return r.ProtoMajor == 1 && r.Header.Get("Upgrade") != "" &&
+		httpguts.HeaderValuesContainsToken(r.Header["Connection"], "upgrade")
+}
+
+// serveUpgrade sends the upgrade request through a tunnel stream and, when
+// the service switches protocols, joins the client's connection to the stream.
+func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *route) {
+	ctx := context.WithValue(r.Context(), routeKey, rt)
+	in := r.WithContext(ctx)
+	conn, err := s.dialRoute(ctx, "tcp", routeAddr(rt))
+	if err != nil {
+		s.proxyError(w, in, err)
+		return
+	}
+	joined := false
+	defer func() {
+		if !joined {
+			conn.Close()
+		}
+	}()
+	stop := context.AfterFunc(ctx, func() {
+		if !joined {
+			conn.Close()
+		}
+	})
+	defer stop()
+
+	upType := r.Header.Get("Upgrade")
+	out := in.Clone(ctx)
+	out.RequestURI = ""
+	out.Body, out.ContentLength, out.TransferEncoding = nil, 0, nil
+	for _, f := range out.Header["Connection"] {
+		for _, k := range strings.Split(f, ",") {
+			out.Header.Del(strings.TrimSpace(k))
+		}
+	}
+	for _, k := range hopHeaders {
+		out.Header.Del(k)
+	}
+	out.Header.Set("Connection", "Upgrade")
+	out.Header.Set("Upgrade", upType)
+	s.rewrite(&httputil.ProxyRequest{In: in, Out: out})
+
+	bw := bufio.NewWriterSize(conn, 4<<10)
+	if err := out.Write(bw); err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
+		s.proxyError(w, in, err)
+		return
+	}
+	br := bufio.NewReaderSize(conn, 4<<10)
+	resp, err := http.ReadResponse(br, out)
+	if err != nil {
+		s.proxyError(w, in, err)
+		return
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		// The service refused the upgrade (a 401 without a login, say): pass its answer on.
+		defer resp.Body.Close()
+		for _, k := range hopHeaders {
+			resp.Header.Del(k)
+		}
+		copyHeaders(w.Header(), resp.Header)
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, resp.Body)
+		return
+	}
+	if !strings.EqualFold(resp.Header.Get("Upgrade"), upType) {
+		s.proxyError(w, in, fmt.Errorf("relay: service switched to %q, the client asked for %q", resp.Header.Get("Upgrade"), upType))
+		return
+	}
+	// Headers the relay itself set (HSTS on HTTPS) go out with the service's.
+	hdr := w.Header().Clone()
+	copyHeaders(hdr, resp.Header)
+	client, cbuf, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		s.proxyError(w, in, fmt.Errorf("relay: hijack: %w", err))
+		return
+	}
+	if err := writeSwitch(cbuf.Writer, hdr); err != nil {
+		client.Close()
+		return
+	}
+	// Bytes that either side sent behind its headers are already in a buffer.
+	if err := drain(conn, cbuf.Reader); err != nil {
+		client.Close()
+		return
+	}
+	if err := drain(client, br); err != nil {
+		client.Close()
+		return
+	}
+	joined = true
+	s.upgrades.Add(1)
+	go func() {
+		defer s.upgrades.Done()
+		pipe.Join(halfCloseable(client), conn.(pipe.HalfCloser))
+	}()
+}
+
+// writeSwitch writes the 101 answer to the client.
+func writeSwitch(w *bufio.Writer, hdr http.Header) error {
+	if _, err := fmt.Fprintf(w, "HTTP/1.1 101 %s\r\n", http.StatusText(http.StatusSwitchingProtocols)); err != nil {
+		return err
+	}
+	if err := hdr.Write(w); err != nil {
+		return err
+	}
+	if _, err := w.WriteString("\r\n"); err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+// drain writes what r has buffered to w.
+func drain(w io.Writer, r *bufio.Reader) error {
+	n := r.Buffered()
+	if n == 0 {
+		return nil
+	}
+	b, _ := r.Peek(n)
+	_, err := w.Write(b)
+	return err
+}
+
+// halfCloseable gives a hijacked connection CloseWrite, closing it whole when
+// it has no half-close of its own.
+func halfCloseable(c net.Conn) pipe.HalfCloser {
+	if hc, ok := c.(pipe.HalfCloser); ok {
+		return hc
+	}
+	return fullCloser{c}
+}
+
+type fullCloser struct{ net.Conn }
+
+func (c fullCloser) CloseWrite() error { return c.Close() }
