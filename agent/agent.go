@@ -114,15 +114,17 @@ func (a *Agent) setState(key, msg string, level slog.Level, args ...any) {
 
 // session runs one session: dial, handshake, serve streams until it ends.
 func (a *Agent) session(ctx context.Context) error {
+	// Login checks first: they may take seconds, and the relay gives a new
+	// session only HandshakeTimeout to say hello.
+	idx, err := a.publishable(ctx)
+	if err != nil {
+		return err
+	}
 	sess, err := a.dial(ctx)
 	if err != nil {
 		return fmt.Errorf("dial relay %s: %w", a.cfg.Relay, err)
 	}
 	defer sess.Close()
-	idx, err := a.publishable(ctx)
-	if err != nil {
-		return err
-	}
 	var routes []Route
 	for _, i := range idx {
 		routes = append(routes, a.cfg.Routes[i])

@@ -86,8 +86,8 @@ func (c *Config) Validate() error {
 		key := fmt.Sprintf("routes[%d]", i)
 		if r.Host == "" {
 			add(key+".host", "is required")
-		} else if r.Host != strings.ToLower(r.Host) || strings.ContainsAny(r.Host, ":/ *") {
-			add(key+".host", "%q must be a lower-case host name without scheme, port or path", r.Host)
+		} else if r.Host != strings.ToLower(r.Host) || strings.ContainsAny(r.Host, ":/ *") || strings.HasSuffix(r.Host, ".") {
+			add(key+".host", "%q must be a lower-case host name without scheme, port, path or trailing dot", r.Host)
 		}
 		if r.Prefix != "" && (!strings.HasPrefix(r.Prefix, "/") || strings.HasSuffix(r.Prefix, "/")) {
 			add(key+".prefix", "%q must start with / and not end with / (e.g. \"/stash\")", r.Prefix)

@@ -17,6 +17,8 @@ const (
 	// without its login is caught within this time.
 	guardFresh   = time.Minute
 	probeTimeout = 5 * time.Second
+	// probeRetry is how soon a service that did not answer is asked again.
+	probeRetry = 5 * time.Second
 )
 
 // errNoLogin refuses a Stash that has no login and no allow_unauthenticated.
@@ -35,7 +37,8 @@ type loginGuard struct {
 	client *http.Client
 
 	mu      sync.Mutex
-	checked time.Time // guarded by mu; zero until a probe answered
+	checked time.Time     // guarded by mu; when state was last learned (zero: never)
+	probing chan struct{} // guarded by mu; closed when the probe in flight ends
 	state   stash.LoginState
 	warned  bool // guarded by mu; the refusal was logged
 }
@@ -72,18 +75,46 @@ func (g *loginGuard) check(ctx context.Context) (stash.LoginState, error) {
 	if !strings.HasPrefix(g.route.Service, "http://") {
 		return stash.NotStash, nil
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.checked.IsZero() || time.Since(g.checked) > guardFresh {
-		ctx, cancel := context.WithTimeout(ctx, probeTimeout)
-		st, err := stash.ProbeLogin(ctx, g.client, g.route.Service)
-		cancel()
-		if err != nil {
-			g.checked = time.Time{}
-			return 0, nil
+	for {
+		g.mu.Lock()
+		if time.Since(g.checked) <= guardFresh {
+			st, err := g.verdictLocked()
+			g.mu.Unlock()
+			return st, err
 		}
-		g.state, g.checked = st, time.Now()
+		if g.probing == nil {
+			// This caller probes, without the lock; others wait for its answer.
+			done := make(chan struct{})
+			g.probing = done
+			g.mu.Unlock()
+			pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+			st, err := stash.ProbeLogin(pctx, g.client, g.route.Service)
+			cancel()
+			g.mu.Lock()
+			if err != nil {
+				// Not answering: keep the last verdict, and ask again soon.
+				g.checked = time.Now().Add(probeRetry - guardFresh)
+			} else {
+				g.state, g.checked = st, time.Now()
+			}
+			g.probing = nil
+			close(done)
+			st, verr := g.verdictLocked()
+			g.mu.Unlock()
+			return st, verr
+		}
+		wait := g.probing
+		g.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
 	}
+}
+
+// verdictLocked refuses a Stash without a login unless the route allows it.
+func (g *loginGuard) verdictLocked() (stash.LoginState, error) {
 	if g.state == stash.NoLogin && !g.route.AllowUnauthenticated {
 		return g.state, errNoLogin{service: g.route.Service}
 	}

@@ -78,7 +78,7 @@ func (lc ListenConfig) Listen(addr string) (*Listener, error) {
 		k := quic.StatelessResetKey(sha256.Sum256(append([]byte("burrow stateless reset\x00"), lc.ResetSeed...)))
 		tr.StatelessResetKey = &k
 	}
-	ql, err := tr.Listen(tlsConf, QUICConfig())
+	ql, err := tr.Listen(tlsConf, relayQUICConfig())
 	if err != nil {
 		tcp.Close()
 		udp.Close()

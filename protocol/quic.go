@@ -31,6 +31,18 @@ func QUICConfig() *quic.Config {
 	}
 }
 
+// relayIncomingStreams caps the streams an agent may open to the relay: the
+// control stream only, and a little room. The relay opens the data streams.
+const relayIncomingStreams = 16
+
+// relayQUICConfig is QUICConfig for the relay's side, which accepts only
+// control streams: an unauthenticated peer cannot make it hold many streams.
+func relayQUICConfig() *quic.Config {
+	c := QUICConfig()
+	c.MaxIncomingStreams = relayIncomingStreams
+	return c
+}
+
 type quicSession struct {
 	conn *quic.Conn
 }

@@ -59,6 +59,9 @@ func NewYamuxSession(conn net.Conn, client bool) (Session, error) {
 	if client {
 		s, err = yamux.Client(conn, conf)
 	} else {
+		// The relay accepts only control streams (see relayIncomingStreams);
+		// each unaccepted yamux stream may buffer a 256 KiB window.
+		conf.AcceptBacklog = relayIncomingStreams
 		s, err = yamux.Server(conn, conf)
 	}
 	if err != nil {

@@ -157,7 +157,10 @@ func setForwarded(pr *httputil.ProxyRequest, prefix string, trusted bool) {
 	if trusted {
 		if prior := strings.Join(in.Header.Values("X-Forwarded-For"), ", "); prior != "" {
 			xff = prior + ", " + peer
-			realIP = strings.TrimSpace(strings.Split(prior, ",")[0])
+			// The entry the trusted proxy itself added is the last one; the
+			// ones before it are the client's word.
+			parts := strings.Split(prior, ",")
+			realIP = strings.TrimSpace(parts[len(parts)-1])
 		}
 		if v := in.Header.Get("X-Real-IP"); v != "" {
 			realIP = v

@@ -51,7 +51,9 @@ type Server struct {
 	h3Srv    *http3.Server
 
 	// upgrades counts the goroutines joining upgraded (WebSocket) connections to streams.
-	upgrades sync.WaitGroup
+	upgrades  sync.WaitGroup
+	upMu      sync.Mutex
+	upClosing bool // guarded by upMu; no upgrade is tracked once set
 }
 
 // New validates cfg and prepares a relay; Listen binds its sockets.
@@ -219,6 +221,9 @@ func (s *Server) Run(ctx context.Context) error {
 	errs = append(errs, s.tunnel.Close())
 	sessions.Wait()
 	// Closing the sessions ended every upgraded connection's stream.
+	s.upMu.Lock()
+	s.upClosing = true
+	s.upMu.Unlock()
 	s.upgrades.Wait()
 	s.transport.CloseIdleConnections()
 	errs = append(errs, g.Wait())

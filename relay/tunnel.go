@@ -66,7 +66,7 @@ func (s *Server) serveSession(ctx context.Context, sess protocol.Session) {
 	)
 	dryRun := slices.Contains(hello.Features, protocol.FeatureDryRun)
 	for _, want := range hello.Routes {
-		host, prefix, reason := checkRoute(grant, want)
+		host, prefix, reason := s.checkRoute(grant, want)
 		if reason == "" && dryRun {
 			owner := s.reg.owner(host, prefix)
 			if owner == "" || owner == grant.Name {
@@ -192,7 +192,9 @@ func (s *Server) authenticate(token string) *AgentGrant {
 }
 
 // checkRoute normalises a requested route and says why it is refused, if it is.
-func checkRoute(g *AgentGrant, r protocol.Route) (host, prefix, reason string) {
+// A name granted exactly to one agent is never served by another through a
+// wildcard grant, whichever connects first.
+func (s *Server) checkRoute(g *AgentGrant, r protocol.Route) (host, prefix, reason string) {
 	host = strings.ToLower(strings.TrimSuffix(r.Host, "."))
 	if err := ValidHost(host); err != nil {
 		return "", "", err.Error()
@@ -200,11 +202,24 @@ func checkRoute(g *AgentGrant, r protocol.Route) (host, prefix, reason string) {
 	if !g.Allows(host) {
 		return "", "", fmt.Sprintf("host %q is not granted to agent %q (relay config agents[].hosts)", host, g.Name)
 	}
+	if owner := s.exactOwner(host); owner != "" && owner != g.Name {
+		return "", "", fmt.Sprintf("host %q is granted by name to agent %q", host, owner)
+	}
 	prefix, err := CleanPrefix(r.Prefix)
 	if err != nil {
 		return "", "", err.Error()
 	}
 	return host, prefix, ""
+}
+
+// exactOwner is the agent granted host by its exact name, or "".
+func (s *Server) exactOwner(host string) string {
+	for i := range s.cfg.Agents {
+		if slices.Contains(s.cfg.Agents[i].Hosts, host) {
+			return s.cfg.Agents[i].Name
+		}
+	}
+	return ""
 }
 
 // CleanPrefix normalises a route prefix: "" or "/a/b" without a trailing slash.

@@ -30,6 +30,12 @@ func isUpgrade(r *http.Request) bool {
 // serveUpgrade sends the upgrade request through a tunnel stream and, when
 // the service switches protocols, joins the client's connection to the stream.
 func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *route) {
+	if strings.EqualFold(strings.TrimSpace(r.Header.Get("Upgrade")), "h2c") {
+		// Requests inside an h2c connection would reach the service without
+		// the relay's forwarded headers.
+		http.Error(w, "h2c upgrades are not proxied", http.StatusBadRequest)
+		return
+	}
 	ctx := context.WithValue(r.Context(), routeKey, rt)
 	in := r.WithContext(ctx)
 	conn, err := s.dialRoute(ctx, "tcp", routeAddr(rt))
@@ -37,17 +43,14 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *route)
 		s.proxyError(w, in, err)
 		return
 	}
-	joined := false
+	joined := false // set by this goroutine only
 	defer func() {
 		if !joined {
 			conn.Close()
 		}
 	}()
-	stop := context.AfterFunc(ctx, func() {
-		if !joined {
-			conn.Close()
-		}
-	})
+	// A client that goes away before the switch ends the stream too.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 
 	upType := r.Header.Get("Upgrade")
@@ -116,8 +119,15 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *route)
 		client.Close()
 		return
 	}
+	if !stop() {
+		client.Close() // the request was cancelled and the stream closed meanwhile
+		return
+	}
+	if !s.trackUpgrade() {
+		client.Close()
+		return
+	}
 	joined = true
-	s.upgrades.Add(1)
 	go func() {
 		defer s.upgrades.Done()
 		pipe.Join(halfCloseable(client), conn.(pipe.HalfCloser))
@@ -161,3 +171,15 @@ func halfCloseable(c net.Conn) pipe.HalfCloser {
 type fullCloser struct{ net.Conn }
 
 func (c fullCloser) CloseWrite() error { return c.Close() }
+
+// trackUpgrade counts one more joined connection, unless the relay is
+// shutting down.
+func (s *Server) trackUpgrade() bool {
+	s.upMu.Lock()
+	defer s.upMu.Unlock()
+	if s.upClosing {
+		return false
+	}
+	s.upgrades.Add(1)
+	return true
+}
