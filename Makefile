@@ -34,10 +34,12 @@ fuzz:
 		$(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=30s ./protocol || exit 1; done
 
 bench: build
-	$(GO) run ./cmd/burrow-bench -out BENCH.md
+	command -v nginx >/dev/null && command -v wrk >/dev/null || (apt-get update && apt-get install -y nginx wrk)
+	$(GO) run ./cmd/burrow-bench -bin $(BIN) -out BENCH.md
 
 bench-quick: build
-	$(GO) run ./cmd/burrow-bench -quick -out BENCH-quick.md
+	command -v nginx >/dev/null && command -v wrk >/dev/null || (apt-get update && apt-get install -y nginx wrk)
+	$(GO) run ./cmd/burrow-bench -bin $(BIN) -quick -out BENCH-quick.md
 
 clean:
 	rm -rf bin

@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// The public hosts of the agent's two routes.
+const (
+	filesHost = "files.bench"
+	wsHost    = "ws.bench"
+)
+
+// token is an agent token and the hash the relay keeps.
+type token struct {
+	Token  string `json:"token"`
+	SHA256 string `json:"token_sha256"`
+}
+
+// newToken asks the binary for a token, as a user would.
+func newToken(ctx context.Context, bin string) (token, error) {
+	var t token
+	out, err := exec.CommandContext(ctx, bin, "token", "new", "--json").Output()
+	if err != nil {
+		return t, fmt.Errorf("%s token new: %w", bin, err)
+	}
+	if err := json.Unmarshal(out, &t); err != nil || t.Token == "" || t.SHA256 == "" {
+		return t, fmt.Errorf("%s token new --json: unexpected output %q", bin, out)
+	}
+	return t, nil
+}
+
+// pairSpec is one relay and its agent.
+type pairSpec struct {
+	name         string // directory of configs, state and logs
+	transport    string // the agent's transport: quic or tcp
+	relayNS      string // network namespace of the relay ("" = the host's)
+	agentNS      string // network namespace of the agent
+	tunnelListen string // relay tunnel.listen
+	relayAddr    string // what the agent dials
+	publicHTTP   string // relay public.http
+	services     [][2]string
+}
+
+// burrowPair is a running relay and agent, each its own process of the real binary.
+type burrowPair struct {
+	spec                 pairSpec
+	bin                  string
+	relayConf, agentConf string
+	relayLog, agentLog   string
+	relay, agent         *child
+}
+
+// startBurrow writes relay.yaml and agent.yaml and starts both.
+func (b *bench) startBurrow(ctx context.Context, spec pairSpec) (*burrowPair, error) {
+	dir, err := mkdir(b.dir, spec.name)
+	if err != nil {
+		return nil, err
+	}
+	p := &burrowPair{
+		spec: spec, bin: b.bin,
+		relayConf: filepath.Join(dir, "relay.yaml"), agentConf: filepath.Join(dir, "agent.yaml"),
+		relayLog: filepath.Join(dir, "relay.log"), agentLog: filepath.Join(dir, "agent.log"),
+	}
+	relayYAML := fmt.Sprintf(`# Written by burrow-bench.
+tunnel:
+  listen: %q
+public:
+  http: %q
+  redirect_http: false
+state_dir: %q
+agents:
+  - name: bench
+    token_sha256: %q
+    hosts: [%q, %q]
+log:
+  level: info
+  format: text
+`, spec.tunnelListen, spec.publicHTTP, filepath.Join(dir, "state"), b.token.SHA256, filesHost, wsHost)
+	if err := os.WriteFile(p.relayConf, []byte(relayYAML), 0o600); err != nil {
+		return nil, err
+	}
+	out, err := exec.CommandContext(ctx, b.bin, "relay", "fingerprint", "--config", p.relayConf).CombinedOutput()
+	fp := strings.TrimSpace(string(out))
+	if err != nil || !strings.HasPrefix(fp, "sha256:") {
+		return nil, fmt.Errorf("burrow relay fingerprint: %v: %s", err, fp)
+	}
+	var routes strings.Builder
+	for _, s := range spec.services {
+		fmt.Fprintf(&routes, "  - host: %q\n    service: %q\n", s[0], s[1])
+	}
+	agentYAML := fmt.Sprintf(`# Written by burrow-bench.
+relay: %q
+relay_fingerprint: %q
+token: %q
+transport: %q
+log:
+  level: info
+  format: text
+routes:
+%s`, spec.relayAddr, fp, b.token.Token, spec.transport, routes.String())
+	if err := os.WriteFile(p.agentConf, []byte(agentYAML), 0o600); err != nil {
+		return nil, err
+	}
+	if err := p.start(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// start runs the relay and, once it listens, the agent.
+func (p *burrowPair) start() error {
+	var err error
+	p.relay, err = startChild("relay", p.relayLog, inNS(p.spec.relayNS, p.bin, "relay", "--config", p.relayConf)...)
+	if err != nil {
+		return err
+	}
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(readFile(p.relayLog), "relay listening"); {
+		if p.relay.exited() || time.Now().After(deadline) {
+			p.relay.stop()
+			return fmt.Errorf("relay did not start: %s", p.relay.logTail())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.agent, err = startChild("agent", p.agentLog, inNS(p.spec.agentNS, p.bin, "agent", "--config", p.agentConf)...)
+	if err != nil {
+		p.relay.stop()
+		return err
+	}
+	return nil
+}
+
+// restart gives fresh processes, for a memory baseline that earlier
+// scenarios did not raise.
+func (p *burrowPair) restart() error {
+	p.stop()
+	// Logs of the earlier processes are kept next to the new ones.
+	for _, l := range []string{p.relayLog, p.agentLog} {
+		_ = os.Rename(l, l+"."+time.Now().Format("150405.000"))
+	}
+	return p.start()
+}
+
+func (p *burrowPair) stop() {
+	if p == nil {
+		return
+	}
+	p.agent.stop()
+	p.relay.stop()
+}
+
+// alive reports a relay or agent that has exited.
+func (p *burrowPair) alive() error {
+	for _, c := range []*child{p.relay, p.agent} {
+		if c.exited() {
+			return fmt.Errorf("%s exited (%v); log %s:\n%s", c.name, c.err, c.logPath, c.logTail())
+		}
+	}
+	return nil
+}
+
+func (p *burrowPair) pids() []int { return []int{p.relay.pid(), p.agent.pid()} }
+
+// inNS prefixes argv with `ip netns exec ns` when ns is set.
+func inNS(ns string, argv ...string) []string {
+	if ns == "" {
+		return argv
+	}
+	return append([]string{"ip", "netns", "exec", ns}, argv...)
+}

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+const (
+	kib = 1 << 10
+	mib = 1 << 20
+	gib = 1 << 30
+)
+
+// plan is how much each scenario does; -quick shrinks it.
+type plan struct {
+	runs         int           // runs per measurement (the table shows their median)
+	bigSize      int64         // the large file of scenarios 1, 2, 4, 5
+	parallel     int           // downloads in scenarios 2 and 4
+	wrkDuration  time.Duration // scenario 3
+	interactiveN int           // sequential small requests in scenario 4
+	ttfbSamples  int           // fresh connections per run in scenario 5
+	streams      int           // concurrent 1 MiB downloads in scenario 6
+	websockets   int           // idle websockets held in scenario 6
+	wanProfiles  []wanProfile  // scenario 7
+	wanSize      int64         // one WAN download
+	wanCap       time.Duration // a WAN download stops here and counts what arrived
+	wanSeeks     int           // Range requests per WAN run
+	scenarios    map[int]bool  // which scenarios run
+}
+
+// wanProfile is one emulated link.
+type wanProfile struct {
+	name     string
+	rtt      time.Duration
+	loss     float64
+	rateBits int64
+	// bothCC measures the TCP transport with cubic and with bbr.
+	bothCC bool
+}
+
+func (w wanProfile) String() string {
+	return fmt.Sprintf("%d ms RTT, %g%% loss, %d Mbit/s", w.rtt.Milliseconds(), w.loss*100, w.rateBits/1e6)
+}
+
+var (
+	wan40 = wanProfile{name: "40ms", rtt: 40 * time.Millisecond, rateBits: 200e6}
+	wan80 = wanProfile{name: "80ms-loss", rtt: 80 * time.Millisecond, loss: 0.005, rateBits: 200e6, bothCC: true}
+
+	allWAN = []wanProfile{wan40, wan80}
+)
+
+// scenarioNames are the report's section names, by scenario number.
+var scenarioNames = map[int]string{
+	1: "Single large download",
+	2: "Parallel large downloads",
+	3: "Small requests (wrk)",
+	4: "Interactive under load",
+	5: "Time to first byte",
+	6: "Scale",
+	7: "Emulated WAN",
+}
+
+func newPlan(o options) (plan, error) {
+	p := plan{
+		runs:         3,
+		bigSize:      gib,
+		parallel:     4,
+		wrkDuration:  10 * time.Second,
+		interactiveN: 300,
+		ttfbSamples:  10,
+		streams:      1000,
+		websockets:   5000,
+		wanProfiles:  []wanProfile{wan40, wan80},
+		wanSize:      256 * mib,
+		wanCap:       30 * time.Second,
+		wanSeeks:     5,
+	}
+	if o.quick {
+		p.runs = 1
+		p.bigSize = 256 * mib
+		p.wrkDuration = 3 * time.Second
+		p.interactiveN = 200
+		p.ttfbSamples = 10
+		p.streams = 200
+		p.websockets = 500
+		p.wanProfiles = []wanProfile{wan40}
+		p.wanSize = 64 * mib
+		p.wanCap = 15 * time.Second
+		p.wanSeeks = 5
+	}
+	if o.runs > 0 {
+		p.runs = o.runs
+	}
+	if o.wan != "" {
+		p.wanProfiles = nil
+		for _, name := range strings.Split(o.wan, ",") {
+			i := slices.IndexFunc(allWAN, func(w wanProfile) bool { return w.name == strings.TrimSpace(name) })
+			if i < 0 {
+				return p, fmt.Errorf("-wan: %q is not a profile (40ms, 80ms-loss)", name)
+			}
+			p.wanProfiles = append(p.wanProfiles, allWAN[i])
+		}
+	}
+	p.scenarios = map[int]bool{}
+	if o.only == "" {
+		for i := range scenarioNames {
+			p.scenarios[i] = true
+		}
+		return p, nil
+	}
+	for _, f := range strings.Split(o.only, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || scenarioNames[n] == "" {
+			return p, fmt.Errorf("-only: %q is not a scenario number (1-7)", f)
+		}
+		p.scenarios[n] = true
+	}
+	return p, nil
+}

@@ -1,0 +1,37 @@
+package main
+
+import (
+	"testing"
+	"time"
+)
+
+func TestSample(t *testing.T) {
+	s := sample{3, 1, 2}
+	if s.median() != 2 || s.min() != 1 || s.max() != 3 {
+		t.Errorf("median/min/max of %v = %v/%v/%v", s, s.median(), s.min(), s.max())
+	}
+	if m := (sample{4, 1, 3, 2}).median(); m != 2.5 {
+		t.Errorf("even median = %v, want 2.5", m)
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	var ds []time.Duration
+	for i := 1; i <= 300; i++ {
+		ds = append(ds, time.Duration(i)*time.Millisecond)
+	}
+	if p := percentile(ds, 50); p != 150 {
+		t.Errorf("p50 = %v, want 150", p)
+	}
+	if p := percentile(ds, 99); p != 297 {
+		t.Errorf("p99 = %v, want 297", p)
+	}
+}
+
+func TestSizeName(t *testing.T) {
+	for n, want := range map[int64]string{gib: "1 GiB", 256 * mib: "256 MiB", kib: "1 KiB", 1000: "1000 B"} {
+		if got := sizeName(n); got != want {
+			t.Errorf("sizeName(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
