@@ -173,7 +173,7 @@ func (a *Agent) session(ctx context.Context) error {
 	var hbErr error
 	go func() {
 		defer close(ctrlDone)
-		hbErr = heartbeat(sctx, ctrl, time.Duration(welcome.HeartbeatMillis)*time.Millisecond)
+		hbErr = protocol.KeepAlive(sctx, sess, ctrl, time.Duration(welcome.HeartbeatMillis)*time.Millisecond)
 		cancel()
 	}()
 	var wg sync.WaitGroup
@@ -242,52 +242,6 @@ func (a *Agent) publishable(ctx context.Context) ([]int, error) {
 		return nil, fmt.Errorf("no route may be published: %w", errors.Join(errs...))
 	}
 	return out, nil
-}
-
-// heartbeat pings the relay every period and waits for its pongs; it returns
-// when ctx ends, the control stream fails, or the relay is silent for
-// HeartbeatMisses periods.
-func heartbeat(ctx context.Context, ctrl protocol.Stream, period time.Duration) error {
-	if period <= 0 {
-		period = protocol.HeartbeatPeriod
-	}
-	silence := protocol.HeartbeatMisses * period
-	stop := context.AfterFunc(ctx, func() { ctrl.Close() })
-	defer stop()
-	pctx, pcancel := context.WithCancel(ctx)
-	defer pcancel()
-	pingErr := make(chan error, 1)
-	go func() {
-		t := time.NewTicker(period)
-		defer t.Stop()
-		for seq := uint64(1); ; seq++ {
-			if err := protocol.WriteHeartbeat(ctrl, protocol.MsgPing, seq); err != nil {
-				pingErr <- err
-				return
-			}
-			select {
-			case <-t.C:
-			case <-pctx.Done():
-				pingErr <- nil
-				return
-			}
-		}
-	}()
-	for {
-		_ = ctrl.SetReadDeadline(time.Now().Add(silence))
-		if _, _, err := protocol.ReadFrame(ctrl); err != nil {
-			ctrl.Close()
-			pcancel()
-			<-pingErr
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				return fmt.Errorf("no heartbeat from the relay for %v", silence)
-			}
-			return err
-		}
-	}
 }
 
 // handshake sends Hello on a new control stream and reads the relay's answer.

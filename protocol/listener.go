@@ -155,7 +155,7 @@ func (l *Listener) acceptQUIC() {
 		l.quicLive++
 		l.mu.Unlock()
 		context.AfterFunc(c.Context(), l.quicEnded)
-		l.deliver(&quicSession{conn: c})
+		l.deliver(newQUICSession(c))
 	}
 }
 

@@ -50,7 +50,11 @@ type quicSession struct {
 var _ Session = (*quicSession)(nil)
 
 // NewQUICSession wraps an established QUIC connection.
-func NewQUICSession(conn *quic.Conn) Session { return &quicSession{conn: conn} }
+func NewQUICSession(conn *quic.Conn) Session { return newQUICSession(conn) }
+
+func newQUICSession(conn *quic.Conn) *quicSession { return &quicSession{conn: conn} }
+
+func (s *quicSession) BytesReceived() uint64 { return s.conn.ConnectionStats().BytesReceived }
 
 // DialQUIC connects to a relay over QUIC. tlsConf must set NextProtos to ALPN.
 func DialQUIC(ctx context.Context, addr string, tlsConf *tls.Config) (Session, error) {
@@ -58,7 +62,7 @@ func DialQUIC(ctx context.Context, addr string, tlsConf *tls.Config) (Session, e
 	if err != nil {
 		return nil, err
 	}
-	return &quicSession{conn: conn}, nil
+	return newQUICSession(conn), nil
 }
 
 func (s *quicSession) OpenStream(ctx context.Context) (Stream, error) {
@@ -66,7 +70,7 @@ func (s *quicSession) OpenStream(ctx context.Context) (Stream, error) {
 	if err != nil {
 		return nil, mapQUICErr(ctx, err)
 	}
-	return &quicStream{Stream: st, conn: s.conn}, nil
+	return &quicStream{Stream: st, sess: s}, nil
 }
 
 func (s *quicSession) AcceptStream(ctx context.Context) (Stream, error) {
@@ -74,7 +78,7 @@ func (s *quicSession) AcceptStream(ctx context.Context) (Stream, error) {
 	if err != nil {
 		return nil, mapQUICErr(ctx, err)
 	}
-	return &quicStream{Stream: st, conn: s.conn}, nil
+	return &quicStream{Stream: st, sess: s}, nil
 }
 
 // mapQUICErr marks the errors that mean the connection is over. quic-go fails
@@ -100,13 +104,13 @@ func (s *quicSession) TLS() tls.ConnectionState { return s.conn.ConnectionState(
 
 type quicStream struct {
 	*quic.Stream
-	conn *quic.Conn
+	sess *quicSession
 }
 
 var _ Stream = (*quicStream)(nil)
 
-func (s *quicStream) LocalAddr() net.Addr  { return s.conn.LocalAddr() }
-func (s *quicStream) RemoteAddr() net.Addr { return s.conn.RemoteAddr() }
+func (s *quicStream) LocalAddr() net.Addr  { return s.sess.conn.LocalAddr() }
+func (s *quicStream) RemoteAddr() net.Addr { return s.sess.conn.RemoteAddr() }
 
 // CloseWrite sends FIN; reading goes on.
 func (s *quicStream) CloseWrite() error { return s.Stream.Close() }

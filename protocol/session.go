@@ -28,6 +28,10 @@ type Session interface {
 	RemoteAddr() net.Addr
 	// Transport names the transport, for logs and metrics only: "quic" or "tcp".
 	Transport() string
+	// BytesReceived counts what has arrived from the peer on the session:
+	// data flowing proves the peer alive even when its heartbeats wait behind
+	// that data on a congested link.
+	BytesReceived() uint64
 }
 
 // Flow-control and liveness settings shared by both transports.

@@ -23,7 +23,9 @@ func TestTunedTCPAsksForBBR(t *testing.T) {
 	defer c.Close()
 	// Start from Cubic, as on a system whose default it is.
 	rc, _ := c.(*net.TCPConn).SyscallConn()
-	rc.Control(func(fd uintptr) { syscall.SetsockoptString(int(fd), syscall.IPPROTO_TCP, syscall.TCP_CONGESTION, "cubic") })
+	rc.Control(func(fd uintptr) {
+		syscall.SetsockoptString(int(fd), syscall.IPPROTO_TCP, syscall.TCP_CONGESTION, "cubic")
+	})
 	got := tunedTCP(c)
 	avail, _ := os.ReadFile("/proc/sys/net/ipv4/tcp_available_congestion_control")
 	t.Logf("congestion control: %q (available: %s)", got, strings.TrimSpace(string(avail)))

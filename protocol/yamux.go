@@ -45,6 +45,8 @@ type yamuxSession struct {
 	// write-locked to switch the value.
 	closeMu sync.RWMutex
 	conf    *yamux.Config // the session's own config
+
+	in *countingConn // what yamux reads from
 }
 
 var _ Session = (*yamuxSession)(nil)
@@ -56,18 +58,19 @@ func NewYamuxSession(conn net.Conn, client bool) (Session, error) {
 		err  error
 		conf = YamuxConfig()
 	)
+	in := &countingConn{Conn: conn}
 	if client {
-		s, err = yamux.Client(conn, conf)
+		s, err = yamux.Client(in, conf)
 	} else {
 		// The relay accepts only control streams (see relayIncomingStreams);
 		// each unaccepted yamux stream may buffer a 256 KiB window.
 		conf.AcceptBacklog = relayIncomingStreams
-		s, err = yamux.Server(conn, conf)
+		s, err = yamux.Server(in, conf)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("protocol: start yamux: %w", err)
 	}
-	return &yamuxSession{s: s, conn: conn, conf: conf}, nil
+	return &yamuxSession{s: s, conn: conn, conf: conf, in: in}, nil
 }
 
 // DialTCP connects to a relay over TCP+TLS and runs yamux on top. tlsConf must set NextProtos to ALPN.
@@ -168,8 +171,23 @@ func (s *yamuxStream) Close() error {
 // Read reports a read that Close cut short as net.ErrClosed rather than yamux's timeout.
 func (s *yamuxStream) Read(b []byte) (int, error) {
 	n, err := s.Stream.Read(b)
+
 	if err != nil && s.closed.Load() && errors.Is(err, yamux.ErrTimeout) {
 		err = net.ErrClosed
 	}
+	return n, err
+}
+
+func (s *yamuxSession) BytesReceived() uint64 { return s.in.n.Load() }
+
+// countingConn counts the bytes yamux reads from the connection.
+type countingConn struct {
+	net.Conn
+	n atomic.Uint64
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.n.Add(uint64(n))
 	return n, err
 }

@@ -6,11 +6,9 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path"
 	"slices"
 	"strings"
@@ -121,7 +119,7 @@ func (s *Server) serveSession(ctx context.Context, sess protocol.Session) {
 	ended := make(chan struct{})
 	go func() {
 		defer close(ended)
-		if err := answerHeartbeats(ctrl); err != nil {
+		if err := protocol.KeepAlive(ctx, sess, ctrl, protocol.HeartbeatPeriod); err != nil {
 			log.Info("agent session ended", "reason", err)
 		}
 	}()
@@ -134,33 +132,6 @@ func (s *Server) serveSession(ctx context.Context, sess protocol.Session) {
 	sess.Close()
 	<-ended
 	log.Info("agent disconnected")
-}
-
-// answerHeartbeats answers the agent's pings until the control stream ends or
-// stays silent for HeartbeatMisses periods (a crashed agent whose QUIC session
-// would otherwise linger until its idle timeout).
-func answerHeartbeats(ctrl protocol.Stream) error {
-	silence := protocol.HeartbeatMisses * protocol.HeartbeatPeriod
-	for {
-		_ = ctrl.SetReadDeadline(time.Now().Add(silence))
-		t, body, err := protocol.ReadFrame(ctrl)
-		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				return fmt.Errorf("no heartbeat from the agent for %v", silence)
-			}
-			return err
-		}
-		if t != protocol.MsgPing {
-			continue
-		}
-		var hb protocol.Heartbeat
-		if err := json.Unmarshal(body, &hb); err != nil {
-			return fmt.Errorf("bad heartbeat: %w", err)
-		}
-		if err := protocol.WriteHeartbeat(ctrl, protocol.MsgPong, hb.Seq); err != nil {
-			return err
-		}
-	}
 }
 
 func (s *Server) reject(ctrl protocol.Stream, code, msg string) {

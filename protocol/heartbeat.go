@@ -1,0 +1,109 @@
+package protocol
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// KeepAlive runs the heartbeat on a session's control stream, the same on
+// both sides: it pings the peer every period and answers the peer's pings.
+// It returns when the control stream fails, when ctx ends (nil), or when
+// nothing at all — no heartbeat, no data on any stream — has arrived for
+// HeartbeatMisses periods. Counting data as a sign of life keeps a session
+// whose link is saturated by a video, where a ping may wait seconds behind the
+// data in the socket buffers; the peer's own pings come the other way.
+func KeepAlive(ctx context.Context, sess Session, ctrl Stream, period time.Duration) error {
+	if period <= 0 {
+		period = HeartbeatPeriod
+	}
+	silence := HeartbeatMisses * period
+
+	// One writer: pings and pongs, never blocking the watchdog. A ping not
+	// yet written when the next is due is dropped, not queued.
+	var wmu sync.Mutex
+	write := func(t MsgType, seq uint64) error {
+		wmu.Lock()
+		defer wmu.Unlock()
+		return WriteHeartbeat(ctrl, t, seq)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	failed := make(chan error, 2)
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer ctrl.Close() // ends the reader and a blocked writer
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			t, body, err := ReadFrame(ctrl)
+			if err != nil {
+				failed <- err
+				return
+			}
+			if t != MsgPing {
+				continue
+			}
+			var hb Heartbeat
+			if err := json.Unmarshal(body, &hb); err != nil {
+				failed <- fmt.Errorf("protocol: bad heartbeat: %w", err)
+				return
+			}
+			wg.Add(1) // this goroutine is counted, so the count is not zero here
+			go func() {
+				defer wg.Done()
+				_ = write(MsgPong, hb.Seq)
+			}()
+		}
+	}()
+
+	pinging := make(chan struct{}, 1)
+	ping := func(seq uint64) {
+		select {
+		case pinging <- struct{}{}:
+		default:
+			return // the last ping is still waiting to be written
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-pinging }()
+			if err := write(MsgPing, seq); err != nil {
+				select {
+				case failed <- err:
+				default:
+				}
+			}
+		}()
+	}
+
+	// Liveness is checked four times a period, pings go once a period.
+	const checks = 4
+	t := time.NewTicker(period / checks)
+	defer t.Stop()
+	lastBytes, lastAlive := sess.BytesReceived(), time.Now()
+	for tick := uint64(0); ; tick++ {
+		if tick%checks == 0 {
+			ping(tick/checks + 1)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-failed:
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		case <-t.C:
+		}
+		if b := sess.BytesReceived(); b != lastBytes {
+			lastBytes, lastAlive = b, time.Now()
+		} else if quiet := time.Since(lastAlive); quiet > silence {
+			return fmt.Errorf("protocol: nothing received from the peer for %v", quiet.Round(10*time.Millisecond))
+		}
+	}
+}
