@@ -70,7 +70,8 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *route)
 	s.rewrite(&httputil.ProxyRequest{In: in, Out: out})
 
 	bw := bufio.NewWriterSize(conn, 4<<10)
-	if err := out.Write(bw); err == nil {
+	err = out.Write(bw)
+	if err == nil {
 		err = bw.Flush()
 	}
 	if err != nil {
