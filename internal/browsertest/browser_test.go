@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"go.uber.org/goleak"
 
 	"github.com/burrow-tunnel/burrow/agent"
@@ -136,18 +137,32 @@ func TestChromiumSeesStashThroughTunnel(t *testing.T) {
 
 			port := rs.HTTPSAddr().(*net.TCPAddr).Port
 			url := fmt.Sprintf("https://localhost:%d/stash/", port)
-			bctx, bcancel := context.WithTimeout(ctx, 60*time.Second)
+			// A real wait on what the page shows, not a virtual-time budget: a
+			// WebSocket on a busy machine may take longer than any fixed budget.
+			opts := append(chromedp.DefaultExecAllocatorOptions[:],
+				chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.DisableGPU,
+				chromedp.Flag("disable-quic", true), chromedp.Flag("ignore-certificate-errors", true),
+				chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+				chromedp.Flag("disable-sync", true), chromedp.UserDataDir(t.TempDir()))
+			actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
+			defer acancel()
+			bctx, bcancel := chromedp.NewContext(actx)
 			defer bcancel()
-			cmd := exec.CommandContext(bctx, browser,
-				"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-				"--disable-background-networking", "--disable-component-update", "--disable-sync",
-				"--ignore-certificate-errors", "--user-data-dir="+t.TempDir(),
-				"--virtual-time-budget=8000", "--dump-dom", url)
-			out, err := cmd.Output()
+			ready := `(() => { const t = (id) => (document.getElementById(id) || {}).textContent || "";
+				return t("wslog").includes("pong") && t("vstatus").includes("ready") && t("proto") !== ""; })()`
+			// The first call starts the browser and must have no deadline of its own.
+			if err := chromedp.Do(bctx, chromedp.Navigate(url)); err != nil {
+				t.Fatalf("chromium: %v", err)
+			}
+			_, perr := chromedp.Run(bctx, chromedp.Poll[bool](ready, chromedp.WithPollingTimeout(45*time.Second)))
+			out, err := chromedp.Run(bctx, chromedp.OuterHTML("html"))
 			if err != nil {
 				t.Fatalf("chromium: %v", err)
 			}
-			dom := string(out)
+			if perr != nil {
+				t.Errorf("the page did not finish its checks: %v", perr)
+			}
+			dom := out
 			base := fmt.Sprintf("https://localhost:%d/stash", port)
 			checks := map[string]string{
 				"base":    base,
