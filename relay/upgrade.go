@@ -69,17 +69,7 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *route)
 	out.Header.Set("Upgrade", upType)
 	s.rewrite(&httputil.ProxyRequest{In: in, Out: out})
 
-	bw := bufio.NewWriterSize(conn, 4<<10)
-	err = out.Write(bw)
-	if err == nil {
-		err = bw.Flush()
-	}
-	if err != nil {
-		s.proxyError(w, in, err)
-		return
-	}
-	br := bufio.NewReaderSize(conn, 4<<10)
-	resp, err := http.ReadResponse(br, out)
+	br, resp, err := sendUpgrade(conn, out)
 	if err != nil {
 		s.proxyError(w, in, err)
 		return
@@ -133,6 +123,24 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *route)
 		defer s.upgrades.Done()
 		pipe.Join(halfCloseable(client), conn.(pipe.HalfCloser))
 	}()
+}
+
+// sendUpgrade writes an upgrade request on a tunnel stream and reads the
+// service's answer; the reader holds any bytes the service sent behind it.
+func sendUpgrade(conn net.Conn, out *http.Request) (*bufio.Reader, *http.Response, error) {
+	bw := bufio.NewWriterSize(conn, 4<<10)
+	if err := out.Write(bw); err != nil {
+		return nil, nil, err
+	}
+	if err := bw.Flush(); err != nil {
+		return nil, nil, err
+	}
+	br := bufio.NewReaderSize(conn, 4<<10)
+	resp, err := http.ReadResponse(br, out)
+	if err != nil {
+		return nil, nil, err
+	}
+	return br, resp, nil
 }
 
 // writeSwitch writes the 101 answer to the client.

@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/sha1"
@@ -80,17 +79,7 @@ func (s *Server) serveExtendedConnect(w http.ResponseWriter, r *http.Request, rt
 	out.Header.Set("Sec-WebSocket-Version", "13")
 	s.rewrite(&httputil.ProxyRequest{In: in, Out: out})
 
-	bw := bufio.NewWriter(conn)
-	if err := out.Write(bw); err != nil {
-		s.proxyError(w, in, err)
-		return
-	}
-	if err := bw.Flush(); err != nil {
-		s.proxyError(w, in, err)
-		return
-	}
-	br := bufio.NewReaderSize(conn, 16<<10)
-	resp, err := http.ReadResponse(br, out)
+	br, resp, err := sendUpgrade(conn, out)
 	if err != nil {
 		s.proxyError(w, in, err)
 		return
