@@ -73,6 +73,11 @@ func (b *bench) logf(format string, a ...any) {
 // fail records a failed measurement; Burrow's failures set the exit status.
 func (b *bench) fail(t *target, scenario int, err error) {
 	msg := fmt.Sprintf("scenario %d, %s: %v", scenario, t.name, err)
+	if t.logs != nil {
+		if l := t.logs(); l != "" {
+			msg += "\n" + l
+		}
+	}
 	b.logf("FAIL %s", msg)
 	if t.burrow {
 		b.rep.burrowFailures = append(b.rep.burrowFailures, msg)
@@ -260,7 +265,7 @@ func (b *bench) startLoopbackBurrow(ctx context.Context, tr, originAddr, echoAdd
 		return nil, nil, err
 	}
 	t := &target{key: tr, name: "Burrow " + transportName(tr), addr: public, host: filesHost, burrow: true,
-		pids: pair.pids, alive: pair.alive}
+		pids: pair.pids, alive: pair.alive, logs: pair.events}
 	t.restart = func() error {
 		if err := pair.restart(); err != nil {
 			return err

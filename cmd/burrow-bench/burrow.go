@@ -55,6 +55,7 @@ type burrowPair struct {
 	relayConf, agentConf string
 	relayLog, agentLog   string
 	relay, agent         *child
+	seen                 map[string]int // bytes of each log that events already read
 }
 
 // startBurrow writes relay.yaml and agent.yaml and starts both.
@@ -166,6 +167,32 @@ func (p *burrowPair) alive() error {
 }
 
 func (p *burrowPair) pids() []int { return []int{p.relay.pid(), p.agent.pid()} }
+
+// events returns the log lines about sessions and problems written since
+// the last call, for the report of a failure.
+func (p *burrowPair) events() string {
+	if p.seen == nil {
+		p.seen = map[string]int{}
+	}
+	var out []string
+	for _, l := range []struct{ role, path string }{{"relay", p.relayLog}, {"agent", p.agentLog}} {
+		b := readFile(l.path)
+		if p.seen[l.path] > len(b) { // restarted: a new log
+			p.seen[l.path] = 0
+		}
+		for _, line := range strings.Split(b[p.seen[l.path]:], "\n") {
+			if strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") ||
+				strings.Contains(line, "session ended") || strings.Contains(line, "disconnected") {
+				out = append(out, l.role+": "+line)
+			}
+		}
+		p.seen[l.path] = len(b)
+	}
+	if len(out) > 8 {
+		out = append(out[:4], append([]string{"…"}, out[len(out)-4:]...)...)
+	}
+	return strings.Join(out, "\n")
+}
 
 // inNS prefixes argv with `ip netns exec ns` when ns is set.
 func inNS(ns string, argv ...string) []string {

@@ -34,6 +34,9 @@ type target struct {
 	alive func() error
 	// restart gives the path fresh processes; nil when it has none.
 	restart func() error
+	// logs returns what the path's processes logged about trouble since
+	// the last call; may be nil.
+	logs func() string
 }
 
 func (t *target) url(path string) string { return "http://" + t.addr + path }

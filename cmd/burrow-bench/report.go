@@ -24,7 +24,8 @@ type wanRow struct {
 	profile   wanProfile
 	key       string // direct, quic, tcp
 	name      string
-	cc        string // TCP congestion control of the sender ("" for QUIC)
+	cc        string // the namespaces' default TCP congestion control ("" for QUIC)
+	socketCC  string // what the tunnel's TCP socket uses, when read
 	burrow    bool
 	mbps      sample
 	seekMS    sample
@@ -33,6 +34,17 @@ type wanRow struct {
 	drops     string // the link's drops while this row ran
 	notes     []string
 	linkShare sample // fraction of the link rate, 0-1
+}
+
+// ccText names the sender's congestion control.
+func (row *wanRow) ccText() string {
+	switch {
+	case row.cc == "":
+		return "quic-go Cubic"
+	case row.socketCC != "" && row.socketCC != row.cc:
+		return row.socketCC + " (set on the socket; namespace default " + row.cc + ")"
+	}
+	return row.cc
 }
 
 // report gathers everything the Markdown file shows.
@@ -221,7 +233,7 @@ func (r *report) targets() []targetRow {
 			if v := row.linkShare.median() * 100; math.IsNaN(best) || v > best {
 				best, bestName = v, row.name
 				if row.cc != "" {
-					bestName += " with " + row.cc
+					bestName += ", " + row.ccText()
 				}
 			}
 		}
@@ -375,13 +387,10 @@ func (r *report) writeWAN(w *strings.Builder) {
 	if len(r.wan) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "| link | path | TCP congestion control | MB/s | link share | seek TTFB ms | capped runs | link drops | notes |\n")
+	fmt.Fprintf(w, "| link | path | sender's congestion control | MB/s | link share | seek TTFB ms | capped runs | link drops | notes |\n")
 	fmt.Fprintf(w, "| --- | --- | --- | ---: | ---: | ---: | ---: | --- | --- |\n")
 	for _, row := range r.wan {
-		cc := row.cc
-		if cc == "" {
-			cc = "quic-go Cubic"
-		}
+		cc := row.ccText()
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %d/%d | %s | %s |\n",
 			row.profile, row.name, cc, fmtSample(row.mbps, 1, 1, ""), fmtSample(row.linkShare, 100, 0, "%"),
 			fmtSample(row.seekMS, 1, 1, ""), row.cappedN, row.runs, orDash(row.drops), strings.Join(row.notes, "; "))
@@ -421,15 +430,29 @@ func (r *report) writeNotes(w *strings.Builder) {
 		}
 	}
 	for _, f := range r.burrowFailures {
-		fmt.Fprintf(w, "- **Burrow failure**: %s\n", f)
+		writeFailure(w, "**Burrow failure**", f)
 		any = true
 	}
 	for _, f := range r.otherFailures {
-		fmt.Fprintf(w, "- Failure outside Burrow: %s\n", f)
+		writeFailure(w, "Failure outside Burrow", f)
 		any = true
 	}
 	if !any {
 		fmt.Fprintf(w, "None.\n")
+	}
+}
+
+// writeFailure writes a failure's first line as a bullet and the log lines
+// after it as a code block.
+func writeFailure(w *strings.Builder, kind, msg string) {
+	first, rest, _ := strings.Cut(msg, "\n")
+	fmt.Fprintf(w, "- %s: %s\n", kind, first)
+	if rest != "" {
+		fmt.Fprintf(w, "  ```\n")
+		for _, l := range strings.Split(rest, "\n") {
+			fmt.Fprintf(w, "  %s\n", l)
+		}
+		fmt.Fprintf(w, "  ```\n")
 	}
 }
 

@@ -127,7 +127,7 @@ func (b *bench) wanBurrow(ctx context.Context, link *wanemu.Link, prof wanProfil
 	t := &target{key: tr, name: "Burrow " + transportName(tr), addr: wanPublic, host: filesHost, burrow: true, dial: nsDial(nsA)}
 	if err == nil {
 		defer pair.stop()
-		t.pids, t.alive = pair.pids, pair.alive
+		t.pids, t.alive, t.logs = pair.pids, pair.alive, pair.events
 		err = waitReady(ctx, t, 30*time.Second)
 	}
 	if err != nil {
@@ -135,6 +135,32 @@ func (b *bench) wanBurrow(ctx context.Context, link *wanemu.Link, prof wanProfil
 		return
 	}
 	b.wanMeasure(ctx, link, prof, cc, t)
+	if tr == "tcp" {
+		// Burrow may choose its own algorithm per socket, whatever the
+		// namespace's default; the agent sends the downloads.
+		got := socketCC(ctx, nsB, tunnel)
+		row := b.rep.wan[len(b.rep.wan)-1]
+		row.socketCC = got
+		if got == "" {
+			row.notes = append(row.notes, "tunnel socket's congestion control not read (ss)")
+		}
+	}
+}
+
+// socketCC is the congestion control of the established TCP connection to
+// peer in namespace ns, as ss reports it.
+func socketCC(ctx context.Context, ns, peer string) string {
+	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "ss", "-tinH", "dst", peer).Output()
+	if err != nil {
+		return ""
+	}
+	known := strings.Fields(readFile("/proc/sys/net/ipv4/tcp_available_congestion_control"))
+	for _, f := range strings.Fields(string(out)) {
+		if slices.Contains(known, f) {
+			return f
+		}
+	}
+	return ""
 }
 
 // wanMeasure downloads the WAN file plan.runs times through t, each on a
