@@ -49,7 +49,9 @@ func TestReconnect(t *testing.T) {
 					t.Fatal(err)
 				}
 				killed := time.Now()
-				bound := protocol.HeartbeatMisses*protocol.HeartbeatPeriod + 2*time.Second
+				// Silence ends the session after HeartbeatMisses periods; the rest is
+				// the liveness check's granularity and a busy CI machine.
+				bound := protocol.HeartbeatMisses*protocol.HeartbeatPeriod + 4*time.Second
 				for {
 					ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 					status, _, _ := e.get(ctx, "/healthz", nil)
