@@ -186,7 +186,6 @@ func (l *Listener) acceptTCP() {
 
 func (l *Listener) handshakeTCP(c net.Conn) {
 	defer l.wg.Done()
-	tunedTCP(c)
 	raw := newBatchConn(c)
 	tc := tls.Server(raw, l.tls)
 	ctx, cancel := context.WithTimeout(l.ctx, HandshakeTimeout)

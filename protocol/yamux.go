@@ -80,7 +80,6 @@ func DialTCP(ctx context.Context, addr string, tlsConf *tls.Config) (Session, er
 	if err != nil {
 		return nil, err
 	}
-	tunedTCP(c)
 	raw := newBatchConn(c)
 	conf := tlsConf.Clone()
 	if conf.ServerName == "" {

@@ -56,7 +56,8 @@ func checkTools() tools {
 }
 
 // raiseNofile lifts RLIMIT_NOFILE for this process and, through
-// syscall.Setrlimit, for every child it starts.
+// syscall.Setrlimit, for every child it starts. It returns the limit in
+// force, and an error when that is below nofile.
 func raiseNofile() (uint64, error) {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
@@ -64,11 +65,12 @@ func raiseNofile() (uint64, error) {
 	}
 	want := max(lim.Max, nofile)
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: want, Max: want}); err != nil {
-		// Without privilege the hard limit is the ceiling.
+		// Without CAP_SYS_RESOURCE the hard limit is the ceiling; the
+		// error still says why the limit is lower than asked.
 		if err2 := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: lim.Max, Max: lim.Max}); err2 != nil {
 			return lim.Cur, err
 		}
-		return lim.Max, nil
+		return lim.Max, err
 	}
 	return want, nil
 }
