@@ -36,13 +36,11 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *route)
 		http.Error(w, "h2c upgrades are not proxied", http.StatusBadRequest)
 		return
 	}
-	ctx := context.WithValue(r.Context(), routeKey, rt)
-	in := r.WithContext(ctx)
-	conn, err := s.dialRoute(ctx, "tcp", routeAddr(rt))
-	if err != nil {
-		s.proxyError(w, in, err)
+	in, conn, ok := s.openRouteStream(w, r, rt)
+	if !ok {
 		return
 	}
+	ctx := in.Context()
 	joined := false // set by this goroutine only
 	defer func() {
 		if !joined {
@@ -123,6 +121,19 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *route)
 		defer s.upgrades.Done()
 		pipe.Join(halfCloseable(client), conn.(pipe.HalfCloser))
 	}()
+}
+
+// openRouteStream opens a tunnel stream to the route's agent for a request
+// that bypasses the reverse proxy. It returns the request carrying the route
+// (for rewrite and error pages), or writes the error page and reports false.
+func (s *Server) openRouteStream(w http.ResponseWriter, r *http.Request, rt *route) (*http.Request, net.Conn, bool) {
+	in := r.WithContext(context.WithValue(r.Context(), routeKey, rt))
+	conn, err := s.dialRoute(in.Context(), "tcp", routeAddr(rt))
+	if err != nil {
+		s.proxyError(w, in, err)
+		return nil, nil, false
+	}
+	return in, conn, true
 }
 
 // sendUpgrade writes an upgrade request on a tunnel stream and reads the

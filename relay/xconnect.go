@@ -53,13 +53,11 @@ func (s *Server) serveExtendedConnect(w http.ResponseWriter, r *http.Request, rt
 		http.Error(w, "extended CONNECT is only for websockets here", http.StatusNotImplemented)
 		return
 	}
-	ctx := context.WithValue(r.Context(), routeKey, rt)
-	in := r.WithContext(ctx)
-	conn, err := s.dialRoute(ctx, "tcp", routeAddr(rt))
-	if err != nil {
-		s.proxyError(w, in, err)
+	in, conn, ok := s.openRouteStream(w, r, rt)
+	if !ok {
 		return
 	}
+	ctx := in.Context()
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
