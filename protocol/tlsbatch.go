@@ -3,6 +3,7 @@ package protocol
 import (
 	"bufio"
 	"crypto/tls"
+	"encoding/binary"
 	"net"
 	"sync"
 )
@@ -52,10 +53,15 @@ func (c *batchConn) flush() error {
 }
 
 // tlsBatch is the connection yamux runs on: each Write is one TLS write,
-// sent with one syscall.
+// sent with one syscall, except a data frame's header, which it holds back
+// until the frame's body comes.
 type tlsBatch struct {
 	*tls.Conn
 	raw *batchConn
+
+	mu  sync.Mutex
+	hdr []byte // a held data-frame header; guarded by mu
+	buf []byte // header and small body, written as one record; guarded by mu
 }
 
 // newTLSBatch wraps a TLS connection made over raw after its handshake.
@@ -64,12 +70,48 @@ func newTLSBatch(tc *tls.Conn, raw *batchConn) *tlsBatch {
 	return &tlsBatch{Conn: tc, raw: raw}
 }
 
+// yamux's send loop writes each data frame as two writes: the 12-byte header
+// (version 0, type 0, flags, stream id, body length), then the body. Sent as
+// they come, a small frame (an HTTP request or a small answer) costs two TLS
+// records and two syscalls.
+const (
+	yamuxHeaderSize = 12
+	// smallFrameBody is the largest body sent in one TLS record with its
+	// header; larger bodies follow the header in records of their own.
+	smallFrameBody = 16<<10 - yamuxHeaderSize
+)
+
+func isYamuxDataHeader(p []byte) bool {
+	return len(p) == yamuxHeaderSize && p[0] == 0 && p[1] == 0 && binary.BigEndian.Uint32(p[8:]) > 0
+}
+
 func (t *tlsBatch) Write(p []byte) (int, error) {
-	n, err := t.Conn.Write(p)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.hdr) == 0 && isYamuxDataHeader(p) {
+		t.hdr = append(t.hdr[:0], p...)
+		return len(p), nil
+	}
+	var err error
+	switch {
+	case len(t.hdr) == 0:
+		_, err = t.Conn.Write(p)
+	case len(p) <= smallFrameBody:
+		t.buf = append(append(t.buf[:0], t.hdr...), p...)
+		_, err = t.Conn.Write(t.buf)
+	default:
+		if _, err = t.Conn.Write(t.hdr); err == nil {
+			_, err = t.Conn.Write(p)
+		}
+	}
+	t.hdr = t.hdr[:0]
 	if ferr := t.raw.flush(); err == nil {
 		err = ferr
 	}
-	return n, err
+	if err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // Close closes the socket at once: yamux calls it to unblock a write stuck

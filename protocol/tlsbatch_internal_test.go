@@ -1,0 +1,137 @@
+package protocol
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/binary"
+	"io"
+	"math/big"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// writeCounter counts the writes that reach the socket.
+type writeCounter struct {
+	net.Conn
+	writes atomic.Int64
+}
+
+func (c *writeCounter) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+func selfSigned(t *testing.T) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "batch.test"},
+		DNSNames:     []string{"batch.test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// batchPair returns a tlsBatch over a loopback TCP connection, its socket's
+// write counter, and the TLS server reading the other end.
+func batchPair(t *testing.T) (*tlsBatch, *writeCounter, *tls.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cert := selfSigned(t)
+	srvCh := make(chan *tls.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			srvCh <- nil
+			return
+		}
+		sc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}})
+		if sc.Handshake() != nil {
+			sc.Close()
+			sc = nil
+		}
+		srvCh <- sc
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wc := &writeCounter{Conn: c}
+	raw := newBatchConn(wc)
+	tc := tls.Client(raw, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // a test of framing, not of trust
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	srv := <-srvCh
+	if srv == nil {
+		t.Fatal("server handshake failed")
+	}
+	t.Cleanup(func() { c.Close(); srv.Close() })
+	return newTLSBatch(tc, raw), wc, srv
+}
+
+func yamuxHeader(typ byte, length uint32) []byte {
+	h := make([]byte, yamuxHeaderSize)
+	h[1] = typ
+	binary.BigEndian.PutUint32(h[4:], 7)
+	binary.BigEndian.PutUint32(h[8:], length)
+	return h
+}
+
+// A yamux data frame (header, then body, as yamux's send loop writes them)
+// reaches the socket in one write, and the peer reads the same bytes.
+func TestTLSBatchFrameIsOneWrite(t *testing.T) {
+	b, wc, srv := batchPair(t)
+	small := bytes.Repeat([]byte("s"), 1200)
+	large := make([]byte, 100<<10)
+	rand.Read(large)
+	cases := []struct {
+		name   string
+		writes [][]byte
+	}{
+		{"small data frame", [][]byte{yamuxHeader(0, uint32(len(small))), small}},
+		{"large data frame", [][]byte{yamuxHeader(0, uint32(len(large))), large}},
+		{"window update", [][]byte{yamuxHeader(1, 1<<20)}},
+	}
+	for _, tc := range cases {
+		var want []byte
+		before := wc.writes.Load()
+		for _, w := range tc.writes {
+			if n, err := b.Write(w); err != nil || n != len(w) {
+				t.Fatalf("%s: Write = %d, %v", tc.name, n, err)
+			}
+			want = append(want, w...)
+		}
+		if got := wc.writes.Load() - before; got != 1 {
+			t.Errorf("%s: %d socket writes, want 1", tc.name, got)
+		}
+		got := make([]byte, len(want))
+		srv.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(srv, got); err != nil {
+			t.Fatalf("%s: read: %v", tc.name, err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s: the peer read other bytes than were written", tc.name)
+		}
+	}
+}
