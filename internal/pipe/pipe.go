@@ -10,14 +10,24 @@ import (
 	"sync"
 )
 
-// LargeBufferSize is the buffer a bulk transfer moves with. Each read and
-// each write of a video costs a syscall and a wake-up on both sides of the
-// tunnel, and a tunnel stream write is one frame: 256 KiB moves a GiB over TCP
-// with 3.5–4.4 CPU-seconds for relay and agent, against 5.9–6.2 with 64 KiB
-// (1 MiB saves nothing more; `make bench`, scenario 1).
+// LargeBufferSize is the buffer an established bulk transfer moves with.
+// Each read and each write of a video costs a syscall and a wake-up on both
+// sides of the tunnel, and a tunnel stream write is one frame: 256 KiB moves
+// a GiB over TCP with 3.5–4.4 CPU-seconds for relay and agent, against
+// 5.9–6.2 with 64 KiB (1 MiB saves nothing more; `make bench`, scenario 1).
 const LargeBufferSize = 256 << 10
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, LargeBufferSize); return &b }}
+// mediumBufferSize is the buffer a transfer moves with until it has proved
+// long: a thousand concurrent 1 MiB answers then hold 64 KiB each, not 256.
+const mediumBufferSize = 64 << 10
+
+// bulkAfter is how much a transfer moves before it gets a large buffer.
+const bulkAfter = 1 << 20
+
+var (
+	bufPool    = sync.Pool{New: func() any { b := make([]byte, LargeBufferSize); return &b }}
+	mediumPool = sync.Pool{New: func() any { b := make([]byte, mediumBufferSize); return &b }}
+)
 
 // HalfCloser is a connection whose write side can be closed alone.
 type HalfCloser interface {
@@ -50,19 +60,23 @@ const smallBufferSize = 4 << 10
 
 var smallPool = sync.Pool{New: func() any { b := make([]byte, smallBufferSize); return &b }}
 
-// Copy copies src to dst until EOF (returning nil) or an error. It
-// waits for data with a small buffer and moves to a large pooled one while
-// reads keep filling the buffer: a bulk transfer (a video) moves in 256 KiB
-// reads, while thousands of idle WebSockets hold 4 KiB each instead of 64.
+// Copy copies src to dst until EOF (returning nil) or an error. It waits
+// for data with a small buffer and moves to larger pooled ones while reads
+// keep filling the buffer: a video moves in 256 KiB reads once it has moved
+// 1 MiB, a short answer in 64 KiB ones, and thousands of idle WebSockets hold
+// 4 KiB each.
 func Copy(dst io.Writer, src io.Reader) (int64, error) {
 	small := smallPool.Get().(*[]byte)
 	defer smallPool.Put(small)
-	var big *[]byte
-	defer func() {
-		if big != nil {
-			bufPool.Put(big)
+	var lent *[]byte // the pooled buffer in use, from pool
+	var pool *sync.Pool
+	giveBack := func() {
+		if lent != nil {
+			pool.Put(lent)
+			lent, pool = nil, nil
 		}
-	}()
+	}
+	defer giveBack()
 	buf := *small
 	var written int64
 	for {
@@ -84,22 +98,29 @@ func Copy(dst io.Writer, src io.Reader) (int64, error) {
 			return written, rerr
 		}
 		switch {
-		case big == nil && n == len(buf):
-			big = bufPool.Get().(*[]byte)
-			buf = *big
-		case big != nil && n < smallBufferSize:
+		case n < smallBufferSize && lent != nil:
 			// The flow has slowed to a trickle: wait with the small buffer.
-			bufPool.Put(big)
-			big, buf = nil, *small
+			giveBack()
+			buf = *small
+		case n == len(buf) && lent == nil:
+			lent, pool = mediumPool.Get().(*[]byte), &mediumPool
+			buf = *lent
+		case n == len(buf) && pool == &mediumPool && written >= bulkAfter:
+			giveBack()
+			lent, pool = bufPool.Get().(*[]byte), &bufPool
+			buf = *lent
 		}
 	}
 }
 
-// BufferPool lends the large buffers to httputil.ReverseProxy.
+// BufferPool lends 64 KiB buffers to httputil.ReverseProxy, which holds one
+// for a whole answer. On the relay larger ones cost memory and save no CPU:
+// the agent's writes set the frame size (scenario 1: 4.0–4.2 CPU-s/GiB with
+// 64 KiB, 4.0 with 256 KiB).
 type BufferPool struct{}
 
-// Get returns a LargeBufferSize buffer.
-func (BufferPool) Get() []byte { return *bufPool.Get().(*[]byte) }
+// Get returns a 64 KiB buffer.
+func (BufferPool) Get() []byte { return *mediumPool.Get().(*[]byte) }
 
 // Put returns a buffer from Get.
-func (BufferPool) Put(b []byte) { bufPool.Put(&b) }
+func (BufferPool) Put(b []byte) { mediumPool.Put(&b) }

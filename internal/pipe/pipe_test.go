@@ -51,3 +51,53 @@ func TestCopy(t *testing.T) {
 type shortWriter struct{}
 
 func (shortWriter) Write(p []byte) (int, error) { return len(p) / 2, nil }
+
+// sizeRecorder fills every read and records the buffer sizes it was offered,
+// going quiet (short reads) where told.
+type sizeRecorder struct {
+	left    int64
+	trickle map[int]bool // read numbers answered with 10 bytes
+	offered []int
+}
+
+func (r *sizeRecorder) Read(p []byte) (int, error) {
+	if r.left <= 0 {
+		return 0, io.EOF
+	}
+	r.offered = append(r.offered, len(p))
+	n := len(p)
+	if r.trickle[len(r.offered)] {
+		n = 10
+	}
+	n = int(min(int64(n), r.left))
+	r.left -= int64(n)
+	return n, nil
+}
+
+// A transfer waits with 4 KiB, moves in 64 KiB, then in 256 KiB once it has
+// moved 1 MiB, and falls back to 4 KiB when it slows to a trickle.
+func TestCopyBufferTiers(t *testing.T) {
+	r := &sizeRecorder{left: 8 << 20, trickle: map[int]bool{30: true}}
+	if _, err := Copy(io.Discard, r); err != nil {
+		t.Fatal(err)
+	}
+	o := r.offered
+	if o[0] != smallBufferSize || o[1] != mediumBufferSize {
+		t.Fatalf("first reads offered %v, want 4 KiB then 64 KiB", o[:2])
+	}
+	// 4 KiB + 16 × 64 KiB ≥ 1 MiB: read 18 is the first large one.
+	for i := 1; i < 17; i++ {
+		if o[i] != mediumBufferSize {
+			t.Fatalf("read %d offered %d bytes, want %d", i+1, o[i], mediumBufferSize)
+		}
+	}
+	if o[17] != LargeBufferSize {
+		t.Fatalf("read 18 offered %d bytes, want %d (after 1 MiB moved)", o[17], LargeBufferSize)
+	}
+	if o[30] != smallBufferSize {
+		t.Fatalf("read after a trickle offered %d bytes, want %d", o[30], smallBufferSize)
+	}
+	if o[31] != mediumBufferSize {
+		t.Fatalf("read after the flow resumed offered %d bytes, want %d", o[31], mediumBufferSize)
+	}
+}
