@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/burrow-tunnel/burrow/protocol"
@@ -29,8 +30,18 @@ type Agent struct {
 	guards       []*loginGuard // one per cfg.Routes entry
 	stashChecked bool          // external_host checked; touched by Run's goroutine only
 
-	mu    sync.Mutex
-	state string // guarded by mu; the last state logged
+	mu       sync.Mutex
+	state    string    // guarded by mu; the last state logged
+	tcpUntil time.Time // guarded by mu; auto dials TCP until then (a lossy QUIC path)
+
+	fallbackOnce sync.Once
+	fallbackCC   string // congestion control for leaving a lossy path
+	fallbackErr  error  // why the agent cannot leave one
+
+	draining sync.WaitGroup // sessions left for a new one, finishing their streams
+
+	// pathStats gives a session's loss counts; tests replace it.
+	pathStats func(protocol.Session) (protocol.PathStatser, bool)
 }
 
 type liveRoute struct {
@@ -51,7 +62,10 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	if cfg.Name == "" {
 		cfg.Name, _ = os.Hostname()
 	}
-	a := &Agent{cfg: cfg, log: log, tls: tc}
+	a := &Agent{cfg: cfg, log: log, tls: tc, pathStats: func(s protocol.Session) (protocol.PathStatser, bool) {
+		ps, ok := s.(protocol.PathStatser)
+		return ps, ok
+	}}
 	for _, r := range cfg.Routes {
 		a.guards = append(a.guards, newLoginGuard(r))
 	}
@@ -60,6 +74,7 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 
 // Run connects, serves, and reconnects with backoff until ctx ends.
 func (a *Agent) Run(ctx context.Context) error {
+	defer a.draining.Wait()
 	b := newBackoff()
 	a.log.Info("connecting to relay", "relay", a.cfg.Relay, "transport", a.cfg.Transport)
 	if a.cfg.Transport != TransportTCP {
@@ -73,6 +88,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			a.setState("stopped", "agent stopped", slog.LevelInfo)
 			return nil
+		}
+		if errors.Is(err, errLossySwitch) {
+			b.reset()
+			continue
 		}
 		if time.Since(start) > stableAfter {
 			b.reset()
@@ -124,7 +143,12 @@ func (a *Agent) session(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("dial relay %s: %w", a.cfg.Relay, err)
 	}
-	defer sess.Close()
+	handedOff := false // the session drains on after session returns
+	defer func() {
+		if !handedOff {
+			sess.Close()
+		}
+	}()
 	var routes []Route
 	for _, i := range idx {
 		routes = append(routes, a.cfg.Routes[i])
@@ -133,7 +157,11 @@ func (a *Agent) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer ctrl.Close()
+	defer func() {
+		if !handedOff {
+			ctrl.Close()
+		}
+	}()
 	live := map[uint32]*liveRoute{}
 	var published []string
 	for _, acc := range welcome.Accepted {
@@ -167,7 +195,6 @@ func (a *Agent) session(ctx context.Context) error {
 	}
 
 	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	// The control stream's end is the session's end.
 	ctrlDone := make(chan struct{})
 	var hbErr error
@@ -176,28 +203,129 @@ func (a *Agent) session(ctx context.Context) error {
 		hbErr = protocol.KeepAlive(sctx, sess, ctrl, time.Duration(welcome.HeartbeatMillis)*time.Millisecond)
 		cancel()
 	}()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer func() { ctrl.Close(); sess.Close(); <-ctrlDone }()
-	for {
-		st, err := sess.AcceptStream(sctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
+	var wg sync.WaitGroup // the stream goroutines
+	var active atomic.Int64
+	served := make(chan error, 1)
+	acceptDone := make(chan struct{})
+	go func() {
+		defer close(acceptDone)
+		for {
+			st, err := sess.AcceptStream(sctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					served <- ctx.Err()
+					return
+				}
+				ctrl.Close()
+				<-ctrlDone
+				if hbErr != nil && !errors.Is(hbErr, context.Canceled) {
+					served <- fmt.Errorf("session lost: %w", hbErr)
+					return
+				}
+				served <- fmt.Errorf("session lost: %w", err)
+				return
 			}
-			ctrl.Close()
-			<-ctrlDone
-			if hbErr != nil && !errors.Is(hbErr, context.Canceled) {
-				return fmt.Errorf("session lost: %w", hbErr)
-			}
-			return fmt.Errorf("session lost: %w", err)
+			wg.Add(1)
+			active.Add(1)
+			go func() {
+				defer wg.Done()
+				defer active.Add(-1)
+				a.serveStream(sctx, log, live, st)
+			}()
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			a.serveStream(sctx, log, live, st)
-		}()
+	}()
+	finish := func() {
+		ctrl.Close()
+		sess.Close()
+		<-ctrlDone
+		cancel()
+		<-acceptDone
+		wg.Wait()
 	}
+	switchTo := a.watchPath(sctx, log, sess, &wg)
+	select {
+	case err := <-served:
+		finish()
+		return err
+	case <-switchTo:
+	}
+	// Leave this session for a new one, but let it finish what it serves.
+	handedOff = true
+	a.draining.Add(1)
+	go func() {
+		defer a.draining.Done()
+		drain(ctx, &active, served)
+		finish()
+	}()
+	return errLossySwitch
+}
+
+// drain returns once a session being left has served its streams (after a
+// grace that lets the relay move the routes to the new session), or after
+// drainFor, or when the session ends or ctx does.
+func drain(ctx context.Context, active *atomic.Int64, ended <-chan error) {
+	const grace, poll = 5 * time.Second, 250 * time.Millisecond
+	start := time.Now()
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ended:
+			return
+		case <-t.C:
+		}
+		if since := time.Since(start); since >= drainFor || (since >= grace && active.Load() == 0) {
+			return
+		}
+	}
+}
+
+// watchPath starts watching a QUIC session's packet loss when the agent may
+// change transport (auto), and returns a channel closed when it should.
+// It returns nil (a channel never ready) when there is nothing to watch.
+func (a *Agent) watchPath(ctx context.Context, log *slog.Logger, sess protocol.Session, wg *sync.WaitGroup) <-chan struct{} {
+	ps, ok := a.pathStats(sess)
+	if !ok || a.cfg.Transport != TransportAuto || a.cfg.LossCheck <= 0 {
+		return nil
+	}
+	a.fallbackOnce.Do(func() {
+		a.fallbackCC, a.fallbackErr = lossyFallback()
+		if a.fallbackErr != nil {
+			a.log.Info("not watching QUIC for a lossy path: TCP could not do better here without BBR", "err", a.fallbackErr)
+		}
+	})
+	if a.fallbackErr != nil {
+		return nil
+	}
+	ch := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if watchLoss(ctx, log, ps, a.cfg.LossCheck) == errLossySwitch {
+			a.mu.Lock()
+			a.tcpUntil = time.Now().Add(lossyHold)
+			a.mu.Unlock()
+			close(ch)
+		}
+	}()
+	return ch
+}
+
+// lossyTCP reports whether auto should dial TCP (with cc) because the QUIC
+// path proved lossy not long ago.
+func (a *Agent) lossyTCP() (cc string, ok bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.fallbackCC, time.Now().Before(a.tcpUntil)
+}
+
+// clearLossy makes auto try QUIC first again.
+func (a *Agent) clearLossy() {
+	a.mu.Lock()
+	a.tcpUntil = time.Time{}
+	a.mu.Unlock()
 }
 
 func normPrefix(p string) string {

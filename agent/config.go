@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // Transport choices.
@@ -29,8 +30,11 @@ type Config struct {
 	RelayFingerprint string
 	Token            string
 	Transport        string
-	Name             string
-	Routes           []Route
+	// LossCheck is how often transport auto checks QUIC's packet loss, to
+	// move to TCP with BBR on a lossy path; 0 turns the check off.
+	LossCheck time.Duration
+	Name      string
+	Routes    []Route
 }
 
 // Route is one local service published through the relay.
@@ -73,6 +77,9 @@ func (c *Config) Validate() error {
 		c.Transport = TransportAuto
 	default:
 		add("transport", "%q is not one of auto, quic, tcp", c.Transport)
+	}
+	if c.LossCheck < 0 {
+		add("loss_check", "%v must not be negative (0 turns the check off)", c.LossCheck)
 	}
 	if c.RelayFingerprint != "" {
 		if _, err := parseFingerprint(c.RelayFingerprint); err != nil {

@@ -88,6 +88,17 @@ func (a *Agent) dial(ctx context.Context) (protocol.Session, error) {
 	case TransportTCP:
 		return protocol.DialTCP(ctx, a.cfg.Relay, a.tls)
 	}
+	if cc, ok := a.lossyTCP(); ok {
+		s, err := protocol.DialTCPCongestion(ctx, a.cfg.Relay, a.tls, cc)
+		if err == nil {
+			return s, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		a.log.Warn("TCP to the relay failed; back to QUIC despite its loss", "err", err)
+		a.clearLossy()
+	}
 	qctx, cancel := context.WithTimeout(ctx, quicFallbackAfter)
 	s, qerr := protocol.DialQUIC(qctx, a.cfg.Relay, a.tls)
 	cancel()

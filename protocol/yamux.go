@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -75,7 +76,23 @@ func NewYamuxSession(conn net.Conn, client bool) (Session, error) {
 
 // DialTCP connects to a relay over TCP+TLS and runs yamux on top. tlsConf must set NextProtos to ALPN.
 func DialTCP(ctx context.Context, addr string, tlsConf *tls.Config) (Session, error) {
+	return DialTCPCongestion(ctx, addr, tlsConf, "")
+}
+
+// DialTCPCongestion is DialTCP with the socket's congestion control set to
+// cc ("" keeps the system's), such as "bbr", which keeps its rate under
+// random loss where Cubic collapses.
+func DialTCPCongestion(ctx context.Context, addr string, tlsConf *tls.Config, cc string) (Session, error) {
 	d := net.Dialer{KeepAlive: KeepAlivePeriod}
+	if cc != "" {
+		d.Control = func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			if err := rc.Control(func(fd uintptr) { serr = setCongestion(fd, cc) }); err != nil {
+				return err
+			}
+			return serr
+		}
+	}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err

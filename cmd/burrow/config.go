@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
@@ -64,6 +65,7 @@ type agentFile struct {
 	RelayFingerprint string  `mapstructure:"relay_fingerprint"`
 	Token            string  `mapstructure:"token"`
 	Transport        string  `mapstructure:"transport"`
+	LossCheck        string  `mapstructure:"loss_check"`
 	Log              logFile `mapstructure:"log"`
 	Routes           []struct {
 		Host                 string `mapstructure:"host"`
@@ -102,6 +104,7 @@ var agentDefaults = map[string]any{
 	"relay_fingerprint": "",
 	"token":             "",
 	"transport":         "auto",
+	"loss_check":        "10s",
 	"log.level":         "info",
 	"log.format":        "text",
 }
@@ -262,7 +265,13 @@ func loadAgentConfig(path string) (agent.Config, logFile, error) {
 			AllowUnauthenticated: r.AllowUnauthenticated, StashConfigFile: r.Stash.ConfigFile,
 		})
 	}
-	errs := []error{checkLog(f.Log), cfg.Validate()}
+	errs := []error{checkLog(f.Log)}
+	if d, err := time.ParseDuration(f.LossCheck); err != nil {
+		errs = append(errs, &agent.FieldError{Key: "loss_check", Reason: fmt.Sprintf("%q is not a duration (e.g. \"10s\"; \"0s\" turns the check off)", f.LossCheck)})
+	} else {
+		cfg.LossCheck = d
+	}
+	errs = append(errs, cfg.Validate())
 	if err := errors.Join(errs...); err != nil {
 		return agent.Config{}, logFile{}, inFile(path, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The example configs in deploy/ must always load.
@@ -16,8 +17,10 @@ func TestDeployExamplesLoad(t *testing.T) {
 	if _, _, err := loadRelayConfig("../../deploy/relay.yaml"); err != nil {
 		t.Errorf("deploy/relay.yaml: %v", err)
 	}
-	if _, _, err := loadAgentConfig("../../deploy/agent.yaml"); err != nil {
+	if cfg, _, err := loadAgentConfig("../../deploy/agent.yaml"); err != nil {
 		t.Errorf("deploy/agent.yaml: %v", err)
+	} else if cfg.LossCheck != 10*time.Second {
+		t.Errorf("deploy/agent.yaml: loss_check = %v, want 10s", cfg.LossCheck)
 	}
 }
 
@@ -39,6 +42,8 @@ func TestConfigErrorsNameFileAndKey(t *testing.T) {
 		{"unknown key", "relay: r:1\ntoken: x\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n    servce: x\n", false, []string{"routes[0].servce: unknown key"}},
 		{"unknown top key", "relay: r:1\ntoken: x\ntransprt: tcp\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n", false, []string{"transprt: unknown key"}},
 		{"bad transport", "relay: r:1\ntoken: x\ntransport: udp\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n", false, []string{"transport:", "udp"}},
+		{"bad loss_check", "relay: r:1\ntoken: x\nloss_check: often\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n", false, []string{"loss_check:", "often"}},
+		{"negative loss_check", "relay: r:1\ntoken: x\nloss_check: -1s\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n", false, []string{"loss_check:", "negative"}},
 		{"missing token", "relay: r:1\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n", false, []string{"token: is required"}},
 		{"bad service", "relay: r:1\ntoken: x\nroutes:\n  - host: a.b\n    service: 127.0.0.1:9999\n", false, []string{"routes[0].service:"}},
 		{"bad log level", "relay: r:1\ntoken: x\nlog:\n  level: loud\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n", false, []string{"log.level:"}},

@@ -299,13 +299,23 @@ type proc struct {
 }
 
 func startProc(name string, log *logBuffer, args ...string) (*proc, error) {
+	return startCmd(name, log, exec.Command(burrowBin, args...))
+}
+
+// startCmd starts cmd (a burrow command, perhaps wrapped in `ip netns exec`)
+// as a proc; cancelling the proc kills it.
+func startCmd(name string, log *logBuffer, cmd *exec.Cmd) (*proc, error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, burrowBin, args...)
+	context.AfterFunc(ctx, func() {
+		if cmd.Process != nil {
+			_ = cmd.Process.Kill()
+		}
+	})
 	cmd.Env = cleanEnv()
 	cmd.Stdout = log
 	cmd.Stderr = log
 	cmd.WaitDelay = 5 * time.Second
-	fmt.Fprintf(log, "=== %s %s started at %s\n", name, strings.Join(args, " "), time.Now().Format(time.StampMilli))
+	fmt.Fprintf(log, "=== %s %s started at %s\n", name, strings.Join(cmd.Args[1:], " "), time.Now().Format(time.StampMilli))
 	if err := cmd.Start(); err != nil {
 		cancel()
 		return nil, fmt.Errorf("start %s: %w", name, err)

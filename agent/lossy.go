@@ -1,0 +1,109 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/burrow-tunnel/burrow/protocol"
+)
+
+// Moving off a lossy path (transport auto only).
+//
+// quic-go's only congestion controller is Cubic, which reads every lost
+// packet as congestion: on a path that loses packets at random (Wi-Fi, 4G,
+// a poor DSL line) a video crawls at a few percent of the link (80 ms RTT,
+// 0.5 % loss, 200 Mbit/s: 2 % of the link) while TCP with BBR keeps most of
+// it (66 %). The agent is the sender of every download, so it watches its
+// QUIC session's packet counts: when at least lossyShare of the packets sent
+// are declared lost in lossyChecks checks running, each with at least
+// lossyPacketsPerSecond × the check interval sent, it moves to TCP with BBR. On a clean path Cubic loses
+// next to nothing once past slow start (which may lose a burst once, in one
+// check), so a path that keeps losing is lossy, not merely busy.
+const (
+	lossyShare  = 0.002
+	lossyChecks = 3
+	// lossyPacketsPerSecond is the least traffic a check counts with (about
+	// 0.5 Mbit/s): an idle tunnel's keepalives tell nothing of the path.
+	lossyPacketsPerSecond = 50
+	// lossyHold is how long the agent stays on TCP before a reconnect tries
+	// QUIC again.
+	lossyHold = 30 * time.Minute
+	// drainFor bounds how long the old session keeps serving its streams
+	// (a playing video) once the new one is up; a player then resumes its
+	// video with a Range request, over the new session.
+	drainFor = 30 * time.Second
+	// lossyCC is the congestion control the agent asks for on the TCP
+	// socket it moves to.
+	lossyCC = "bbr"
+)
+
+// errLossySwitch ends a QUIC session that the agent leaves for TCP.
+var errLossySwitch = errors.New("moving to TCP: the QUIC path loses too many packets")
+
+// lossMeter decides from successive PathStats whether a path is lossy.
+type lossMeter struct {
+	minPackets uint64 // the least a check must have sent to count
+	last       protocol.PathStats
+	streak     int
+}
+
+// observe takes the session's counts at one check and reports the share of
+// packets lost since the last check, whether the check counted (enough
+// packets were sent), and whether the path is now deemed lossy.
+func (m *lossMeter) observe(st protocol.PathStats) (share float64, counted, lossy bool) {
+	sent := st.PacketsSent - m.last.PacketsSent
+	var lost uint64
+	if st.PacketsLost > m.last.PacketsLost {
+		lost = st.PacketsLost - m.last.PacketsLost
+	}
+	m.last = st
+	if sent < m.minPackets {
+		// Too little traffic to judge: the streak neither grows nor ends.
+		return 0, false, false
+	}
+	share = float64(lost) / float64(sent)
+	if share >= lossyShare {
+		m.streak++
+	} else {
+		m.streak = 0
+	}
+	return share, true, m.streak >= lossyChecks
+}
+
+// watchLoss checks sess every interval until ctx ends and returns nil, or
+// until the path proves lossy and returns errLossySwitch.
+func watchLoss(ctx context.Context, log *slog.Logger, sess protocol.PathStatser, interval time.Duration) error {
+	m := lossMeter{minPackets: uint64(max(1, interval.Seconds()) * lossyPacketsPerSecond), last: sess.PathStats()}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		st := sess.PathStats()
+		share, counted, lossy := m.observe(st)
+		if counted {
+			log.Debug("QUIC path loss", "lost_share", fmt.Sprintf("%.3f%%", share*100), "streak", m.streak, "rtt", st.SmoothedRTT.Round(time.Millisecond))
+		}
+		if lossy {
+			log.Warn("QUIC is losing packets on this path; moving to TCP with BBR, which keeps its speed under random loss",
+				"lost_share", fmt.Sprintf("%.2f%%", share*100), "checks", lossyChecks, "back_to_quic_after", lossyHold)
+			return errLossySwitch
+		}
+	}
+}
+
+// lossyFallback says whether this agent can move off a lossy QUIC path:
+// only TCP with BBR does better there (TCP with Cubic collapses just the
+// same), so it needs BBR, on the socket or as the system's default.
+func lossyFallback() (cc string, err error) {
+	if err := protocol.CongestionUsable(lossyCC); err != nil {
+		return "", fmt.Errorf("%w (load it with `modprobe tcp_bbr`, or set `sysctl net.ipv4.tcp_congestion_control=bbr`)", err)
+	}
+	return lossyCC, nil
+}

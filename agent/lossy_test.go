@@ -1,0 +1,35 @@
+package agent
+
+import (
+	"testing"
+
+	"github.com/burrow-tunnel/burrow/protocol"
+)
+
+func TestLossMeter(t *testing.T) {
+	type step struct {
+		sent, lost uint64 // totals so far
+		counted    bool
+		lossy      bool
+	}
+	cases := []struct {
+		name  string
+		steps []step
+	}{
+		{"clean path", []step{{1000, 0, true, false}, {2000, 1, true, false}, {3000, 1, true, false}, {4000, 1, true, false}}},
+		{"slow start loses once", []step{{1000, 80, true, false}, {2000, 80, true, false}, {3000, 81, true, false}, {4000, 81, true, false}}},
+		{"lossy path", []step{{1000, 5, true, false}, {2000, 10, true, false}, {3000, 15, true, true}}},
+		{"idle checks neither count nor end a streak", []step{{1000, 5, true, false}, {1010, 5, false, false}, {2000, 10, true, false}, {2005, 10, false, false}, {3000, 15, true, true}}},
+		{"a clean check ends the streak", []step{{1000, 5, true, false}, {2000, 10, true, false}, {3000, 10, true, false}, {4000, 15, true, false}, {5000, 20, true, false}, {6000, 25, true, true}}},
+		{"late arrivals lower the lost count", []step{{1000, 10, true, false}, {2000, 4, true, false}, {3000, 10, true, false}}},
+	}
+	for _, tc := range cases {
+		m := lossMeter{minPackets: 100}
+		for i, s := range tc.steps {
+			_, counted, lossy := m.observe(protocol.PathStats{PacketsSent: s.sent, PacketsLost: s.lost})
+			if counted != s.counted || lossy != s.lossy {
+				t.Errorf("%s, check %d: counted %v lossy %v, want %v %v", tc.name, i+1, counted, lossy, s.counted, s.lossy)
+			}
+		}
+	}
+}

@@ -1,0 +1,183 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/burrow-tunnel/burrow/protocol"
+	"github.com/burrow-tunnel/burrow/relay"
+)
+
+// syncBuffer is a log sink safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// fakeLoss reports a path that loses 1 % of its packets once lossy is set.
+type fakeLoss struct {
+	lossy      *atomic.Bool
+	sent, lost atomic.Uint64
+}
+
+func (f *fakeLoss) PathStats() protocol.PathStats {
+	s := f.sent.Add(1000)
+	if f.lossy.Load() {
+		f.lost.Add(10)
+	}
+	return protocol.PathStats{PacketsSent: s, PacketsLost: f.lost.Load()}
+}
+
+// Once its QUIC path turns lossy, an agent on transport auto moves to TCP:
+// the answer being streamed when it decides finishes whole on the session
+// left behind, and new requests go over TCP.
+func TestLossySwitchKeepsServing(t *testing.T) {
+	if err := protocol.CongestionUsable(lossyCC); err != nil {
+		t.Fatalf("this test needs BBR (modprobe tcp_bbr): %v", err)
+	}
+	// The origin streams /slow in 20 chunks, 100 ms apart.
+	started := make(chan struct{}, 1)
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/slow" {
+			fmt.Fprint(w, "ok")
+			return
+		}
+		started <- struct{}{}
+		for i := range 20 {
+			fmt.Fprintf(w, "chunk %02d\n", i)
+			w.(http.Flusher).Flush()
+			time.Sleep(100 * time.Millisecond)
+		}
+	}))
+	defer origin.Close()
+
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	sum := sha256.Sum256([]byte("switch-token"))
+	hash, _ := relay.ParseTokenHash(hex.EncodeToString(sum[:]))
+	rs, err := relay.New(relay.Config{
+		Tunnel:   relay.TunnelConfig{Listen: "127.0.0.1:0"},
+		Public:   relay.PublicConfig{HTTP: "127.0.0.1:0"},
+		StateDir: t.TempDir(),
+		Agents:   []relay.AgentGrant{{Name: "nas", TokenSHA256: hash, Hosts: []string{"switch.test"}}},
+	}, log.With("role", "relay"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithCancel(context.Background())
+	rdone := make(chan error, 1)
+	go func() { rdone <- rs.Run(rctx) }()
+	defer func() { rcancel(); <-rdone }()
+
+	a, err := New(Config{
+		Relay:            rs.TunnelAddr().String(),
+		RelayFingerprint: rs.TunnelFingerprint(),
+		Token:            "switch-token",
+		Transport:        TransportAuto,
+		LossCheck:        50 * time.Millisecond,
+		Routes:           []Route{{Host: "switch.test", Service: origin.URL}},
+	}, log.With("role", "agent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lossy atomic.Bool
+	a.pathStats = func(s protocol.Session) (protocol.PathStatser, bool) {
+		if _, ok := s.(protocol.PathStatser); !ok {
+			return nil, false
+		}
+		return &fakeLoss{lossy: &lossy}, true
+	}
+	actx, acancel := context.WithCancel(context.Background())
+	adone := make(chan error, 1)
+	go func() { adone <- a.Run(actx) }()
+	defer func() {
+		acancel()
+		if err := <-adone; err != nil {
+			t.Errorf("agent Run: %v", err)
+		}
+		if t.Failed() {
+			t.Log(logs.String())
+		}
+	}()
+
+	public := "http://" + rs.HTTPAddr().String()
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	fetch := func(path string) (int, string, error) {
+		req, _ := http.NewRequest("GET", public+path, nil)
+		req.Host = "switch.test"
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), err
+	}
+	waitUntil(t, 10*time.Second, "the agent serving over QUIC", func() bool {
+		code, _, _ := fetch("/")
+		return code == http.StatusOK && strings.Contains(logs.String(), "transport=quic")
+	})
+
+	type result struct {
+		code int
+		body string
+		err  error
+	}
+	slow := make(chan result, 1)
+	go func() {
+		code, body, err := fetch("/slow")
+		slow <- result{code, body, err}
+	}()
+	<-started
+	lossy.Store(true)
+	waitUntil(t, 10*time.Second, "the agent connected over TCP", func() bool {
+		return strings.Contains(logs.String(), "moving to TCP") && strings.Contains(logs.String(), "transport=tcp")
+	})
+	code, body, err := fetch("/")
+	if err != nil || code != http.StatusOK || body != "ok" {
+		t.Fatalf("after the switch: %d %q %v", code, body, err)
+	}
+	r := <-slow
+	if r.err != nil || r.code != http.StatusOK || strings.Count(r.body, "chunk") != 20 {
+		t.Fatalf("the answer streamed across the switch: %d, %d chunks, %v", r.code, strings.Count(r.body, "chunk"), r.err)
+	}
+}
+
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within %v", what, d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
