@@ -264,6 +264,8 @@ func transportName(key string) string {
 		return "QUIC"
 	case "tcp":
 		return "TCP+yamux"
+	case "auto":
+		return "auto (default)"
 	}
 	return key
 }
@@ -376,6 +378,8 @@ func (r *report) writeWAN(w *strings.Builder) {
 		"with a tail-drop queue of 1.5 BDP, RTT/2 delay each way). One %s download per run (capped at %s: a capped run counts "+
 		"the bytes that arrived), and %d Range requests at random offsets on fresh connections (seek TTFB). "+
 		"\"direct\" is the client in A fetching from the origin in B over one TCP connection, the link's own baseline. "+
+		"On a lossy link, \"Burrow auto (default)\" is the agent with its default `transport: auto`: the bench downloads through it "+
+		"until it has left QUIC for TCP with BBR (its notes say how long that took), then measures as for the others. "+
 		"Link share is goodput over the nominal rate (headers of IP, TCP/UDP, TLS/QUIC count against it).\n\n",
 		sizeName(r.plan.wanSize), r.plan.wanCap, r.plan.wanSeeks)
 	for _, n := range r.wanNotes {

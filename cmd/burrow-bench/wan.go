@@ -104,6 +104,10 @@ func (b *bench) wanProfile(ctx context.Context, prof wanProfile, bbr bool) {
 		transports := []string{"tcp"}
 		if cc == "cubic" {
 			transports = []string{"quic", "tcp"}
+			if prof.loss > 0 && bbr {
+				// The default setting, which should find its way off QUIC.
+				transports = append(transports, "auto")
+			}
 		}
 		for _, tr := range transports {
 			if ctx.Err() != nil {
@@ -134,17 +138,53 @@ func (b *bench) wanBurrow(ctx context.Context, link *wanemu.Link, prof wanProfil
 		b.fail(t, 7, fmt.Errorf("%s: start: %w", prof, err))
 		return
 	}
+	var switched time.Duration
+	if tr == "auto" {
+		if switched, err = waitSwitch(ctx, t, pair.agentLog, autoSwitchLimit); err != nil {
+			b.fail(t, 7, fmt.Errorf("%s: %w", prof, err))
+			return
+		}
+	}
 	b.wanMeasure(ctx, link, prof, cc, t)
-	if tr == "tcp" {
+	row := b.rep.wan[len(b.rep.wan)-1]
+	if tr == "auto" {
+		row.notes = append(row.notes, fmt.Sprintf("moved from QUIC to TCP %.0f s into a download (the agent checks every 10 s)", switched.Seconds()))
+	}
+	if tr != "quic" {
 		// Burrow may choose its own algorithm per socket, whatever the
 		// namespace's default; the agent sends the downloads.
 		got := socketCC(ctx, nsB, tunnel)
-		row := b.rep.wan[len(b.rep.wan)-1]
 		row.socketCC = got
 		if got == "" {
 			row.notes = append(row.notes, "tunnel socket's congestion control not read (ss)")
 		}
 	}
+}
+
+// autoSwitchLimit bounds the wait for transport auto to leave a lossy path.
+const autoSwitchLimit = 2 * time.Minute
+
+// waitSwitch downloads through t until the agent's log says it moved to TCP
+// and connected over it, and returns how long that took.
+func waitSwitch(ctx context.Context, t *target, agentLog string, limit time.Duration) (time.Duration, error) {
+	start := time.Now()
+	moved := func() bool {
+		l := readFile(agentLog)
+		i := strings.Index(l, "moving to TCP")
+		return i >= 0 && strings.Contains(l[i:], "transport=tcp")
+	}
+	for !moved() {
+		if time.Since(start) > limit {
+			return 0, fmt.Errorf("transport auto still on QUIC after %v of downloads", limit)
+		}
+		c := t.client(1, true)
+		_, _ = download(ctx, c, t, wanFile, fetch{limit: 5 * time.Second})
+		c.CloseIdleConnections()
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+	}
+	return time.Since(start), nil
 }
 
 // socketCC is the congestion control of the established TCP connection to
