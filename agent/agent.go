@@ -33,6 +33,11 @@ type Agent struct {
 	mu       sync.Mutex
 	state    string    // guarded by mu; the last state logged
 	tcpUntil time.Time // guarded by mu; auto dials TCP until then (a lossy QUIC path)
+	// noSwitchUntil stops the loss check after TCP failed to connect; guarded by mu.
+	noSwitchUntil time.Time
+	// replaced is closed when the session after a switch is connected: the
+	// session left keeps serving until then; guarded by mu.
+	replaced chan struct{}
 
 	fallbackOnce sync.Once
 	fallbackCC   string // congestion control for leaving a lossy path
@@ -40,8 +45,10 @@ type Agent struct {
 
 	draining sync.WaitGroup // sessions left for a new one, finishing their streams
 
-	// pathStats gives a session's loss counts; tests replace it.
+	// pathStats gives a session's loss counts, and fallback the congestion
+	// control to leave a lossy path with; tests replace them.
 	pathStats func(protocol.Session) (protocol.PathStatser, bool)
+	fallback  func() (string, error)
 }
 
 type liveRoute struct {
@@ -65,7 +72,7 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: log, tls: tc, pathStats: func(s protocol.Session) (protocol.PathStatser, bool) {
 		ps, ok := s.(protocol.PathStatser)
 		return ps, ok
-	}}
+	}, fallback: lossyFallback}
 	for _, r := range cfg.Routes {
 		a.guards = append(a.guards, newLoginGuard(r))
 	}
@@ -179,6 +186,12 @@ func (a *Agent) session(ctx context.Context) error {
 	}
 	log := a.log.With("session", welcome.SessionID)
 	a.setState("connected "+welcome.SessionID, "connected", slog.LevelInfo, "session", welcome.SessionID, "transport", sess.Transport(), "relay", a.cfg.Relay, "routes", published)
+	a.mu.Lock()
+	if a.replaced != nil {
+		close(a.replaced)
+		a.replaced = nil
+	}
+	a.mu.Unlock()
 	if !a.stashChecked {
 		a.stashChecked = true
 		checked := map[string]bool{}
@@ -249,22 +262,39 @@ func (a *Agent) session(ctx context.Context) error {
 		return err
 	case <-switchTo:
 	}
-	// Leave this session for a new one, but let it finish what it serves.
+	// Leave this session for a new one, but let it serve until the new one
+	// is up, and finish what it serves.
 	handedOff = true
+	a.mu.Lock()
+	if a.replaced == nil {
+		a.replaced = make(chan struct{})
+	}
+	next := a.replaced
+	a.mu.Unlock()
 	a.draining.Add(1)
 	go func() {
 		defer a.draining.Done()
-		drain(ctx, &active, served)
+		drain(ctx, &active, served, next)
 		finish()
 	}()
 	return errLossySwitch
 }
 
-// drain returns once a session being left has served its streams (after a
-// grace that lets the relay move the routes to the new session), or after
-// drainFor, or when the session ends or ctx does.
-func drain(ctx context.Context, active *atomic.Int64, ended <-chan error) {
-	const grace, poll = 5 * time.Second, 250 * time.Millisecond
+// drain returns once a session being left is no longer needed: when the
+// session replacing it is connected (replaced closed) and it has served its
+// streams, or drainFor after that; or as soon as it ends, or ctx does. Until
+// its replacement is up it serves on, however long that takes.
+func drain(ctx context.Context, active *atomic.Int64, ended <-chan error, replaced <-chan struct{}) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-ended:
+		return
+	case <-replaced:
+	}
+	// The relay moves the routes when the new session says hello; the grace
+	// covers requests already on their way to this one.
+	const grace, poll = 2 * time.Second, 250 * time.Millisecond
 	start := time.Now()
 	t := time.NewTicker(poll)
 	defer t.Stop()
@@ -291,12 +321,18 @@ func (a *Agent) watchPath(ctx context.Context, log *slog.Logger, sess protocol.S
 		return nil
 	}
 	a.fallbackOnce.Do(func() {
-		a.fallbackCC, a.fallbackErr = lossyFallback()
+		a.fallbackCC, a.fallbackErr = a.fallback()
 		if a.fallbackErr != nil {
 			a.log.Info("not watching QUIC for a lossy path: TCP could not do better here without BBR", "err", a.fallbackErr)
 		}
 	})
 	if a.fallbackErr != nil {
+		return nil
+	}
+	a.mu.Lock()
+	off := time.Now().Before(a.noSwitchUntil)
+	a.mu.Unlock()
+	if off {
 		return nil
 	}
 	ch := make(chan struct{})
@@ -321,10 +357,13 @@ func (a *Agent) lossyTCP() (cc string, ok bool) {
 	return a.fallbackCC, time.Now().Before(a.tcpUntil)
 }
 
-// clearLossy makes auto try QUIC first again.
-func (a *Agent) clearLossy() {
+// tcpFailed makes auto go back to QUIC after TCP failed to connect, and stop
+// checking QUIC's loss for lossyHold: leaving for a TCP that cannot connect
+// would only cost the tunnel again and again.
+func (a *Agent) tcpFailed() {
 	a.mu.Lock()
 	a.tcpUntil = time.Time{}
+	a.noSwitchUntil = time.Now().Add(lossyHold)
 	a.mu.Unlock()
 }
 

@@ -89,15 +89,17 @@ func (a *Agent) dial(ctx context.Context) (protocol.Session, error) {
 		return protocol.DialTCP(ctx, a.cfg.Relay, a.tls)
 	}
 	if cc, ok := a.lossyTCP(); ok {
-		s, err := protocol.DialTCPCongestion(ctx, a.cfg.Relay, a.tls, cc)
+		tctx, cancel := context.WithTimeout(ctx, lossyDialTimeout)
+		s, err := protocol.DialTCPCongestion(tctx, a.cfg.Relay, a.tls, cc)
+		cancel()
 		if err == nil {
 			return s, nil
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		a.log.Warn("TCP to the relay failed; back to QUIC despite its loss", "err", err)
-		a.clearLossy()
+		a.log.Warn("TCP to the relay failed; staying on QUIC despite its loss", "err", err, "check_again_after", lossyHold)
+		a.tcpFailed()
 	}
 	qctx, cancel := context.WithTimeout(ctx, quicFallbackAfter)
 	s, qerr := protocol.DialQUIC(qctx, a.cfg.Relay, a.tls)

@@ -35,6 +35,9 @@ const (
 	// (a playing video) once the new one is up; a player then resumes its
 	// video with a Range request, over the new session.
 	drainFor = 30 * time.Second
+	// lossyDialTimeout bounds the TCP dial that leaves a lossy path: the
+	// session being left waits for it.
+	lossyDialTimeout = 10 * time.Second
 	// lossyCC is the congestion control the agent asks for on the TCP
 	// socket it moves to.
 	lossyCC = "bbr"

@@ -21,7 +21,9 @@ const LargeBufferSize = 256 << 10
 // long: a thousand concurrent 1 MiB answers then hold 64 KiB each, not 256.
 const mediumBufferSize = 64 << 10
 
-// bulkAfter is how much a transfer moves before it gets a large buffer.
+// bulkAfter is how much a transfer moves in one run, from when it filled its
+// small buffer, before it gets a large one: a WebSocket that has moved 1 MiB
+// over hours does not get 256 KiB for its next burst.
 const bulkAfter = 1 << 20
 
 var (
@@ -79,11 +81,13 @@ func Copy(dst io.Writer, src io.Reader) (int64, error) {
 	defer giveBack()
 	buf := *small
 	var written int64
+	var run int64 // moved since the flow last picked up from a trickle
 	for {
 		n, rerr := src.Read(buf)
 		if n > 0 {
 			w, werr := dst.Write(buf[:n])
 			written += int64(w)
+			run += int64(w)
 			if werr != nil {
 				return written, werr
 			}
@@ -105,7 +109,8 @@ func Copy(dst io.Writer, src io.Reader) (int64, error) {
 		case n == len(buf) && lent == nil:
 			lent, pool = mediumPool.Get().(*[]byte), &mediumPool
 			buf = *lent
-		case n == len(buf) && pool == &mediumPool && written >= bulkAfter:
+			run = 0
+		case n == len(buf) && pool == &mediumPool && run >= bulkAfter:
 			giveBack()
 			lent, pool = bufPool.Get().(*[]byte), &bufPool
 			buf = *lent

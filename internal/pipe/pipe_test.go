@@ -97,7 +97,13 @@ func TestCopyBufferTiers(t *testing.T) {
 	if o[30] != smallBufferSize {
 		t.Fatalf("read after a trickle offered %d bytes, want %d", o[30], smallBufferSize)
 	}
-	if o[31] != mediumBufferSize {
-		t.Fatalf("read after the flow resumed offered %d bytes, want %d", o[31], mediumBufferSize)
+	// The new run starts counting again: 1 MiB more before a large buffer.
+	for i := 31; i < 31+16; i++ {
+		if o[i] != mediumBufferSize {
+			t.Fatalf("read %d, after the flow resumed, offered %d bytes, want %d", i+1, o[i], mediumBufferSize)
+		}
+	}
+	if o[31+16] != LargeBufferSize {
+		t.Fatalf("read %d offered %d bytes, want %d (1 MiB into the new run)", 31+17, o[31+16], LargeBufferSize)
 	}
 }
