@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/burrow-tunnel/burrow/internal/pipe"
 	"github.com/burrow-tunnel/burrow/protocol"
@@ -27,7 +28,7 @@ type ctxKey int
 const routeKey ctxKey = 1
 
 func (s *Server) newProxy() *httputil.ReverseProxy {
-	s.transport = &http.Transport{
+	fallback := &http.Transport{
 		DialContext:           s.dialRoute,
 		MaxIdleConns:          4096,
 		MaxIdleConnsPerHost:   1024,
@@ -39,6 +40,7 @@ func (s *Server) newProxy() *httputil.ReverseProxy {
 		// No ResponseHeaderTimeout: HLS segments and long GraphQL calls may take
 		// long before their headers; a client that gives up cancels the request.
 	}
+	s.transport = &streamTransport{dial: s.dialRoute, fallback: fallback, maxIdle: 1024, idleTimeout: 90 * time.Second}
 	return &httputil.ReverseProxy{
 		Rewrite:      s.rewrite,
 		Transport:    s.transport,

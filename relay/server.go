@@ -30,7 +30,7 @@ type Server struct {
 	log       *slog.Logger
 	reg       *registry
 	proxy     *httputil.ReverseProxy
-	transport *http.Transport
+	transport *streamTransport
 	cert      tls.Certificate
 
 	tunnel   *protocol.Listener

@@ -1,0 +1,208 @@
+package relay
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// streamTransport carries the requests that have no body (GET, HEAD: the
+// pages, API reads, thumbnails and video ranges that make up most of
+// Stash's traffic) over pooled tunnel streams from the handler's own
+// goroutine: it writes the request and reads the answer's head inline.
+// http.Transport hands each request to a writer goroutine and each answer to
+// a reader goroutine, three wake-ups per request that a small answer pays
+// for in full. Requests with a body, and anything unusual, go to fallback,
+// which handles request bodies racing early answers, 100-continue and the rest.
+type streamTransport struct {
+	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
+	fallback    *http.Transport
+	maxIdle     int           // idle streams kept per route
+	idleTimeout time.Duration // an idle stream older than this is closed
+
+	mu        sync.Mutex
+	idle      map[string][]*streamConn // by the outgoing URL's host (the route id)
+	lastSweep time.Time
+}
+
+type streamConn struct {
+	conn  net.Conn
+	br    *bufio.Reader
+	bw    *bufio.Writer
+	since time.Time // idle since
+}
+
+func (t *streamTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if (req.Body != nil && req.Body != http.NoBody) || req.ContentLength > 0 || req.Close ||
+		req.Header.Get("Upgrade") != "" || req.Header.Get("Expect") != "" || req.Method == http.MethodConnect {
+		return t.fallback.RoundTrip(req)
+	}
+	ctx := req.Context()
+	host := req.URL.Host
+	for {
+		sc, reused := t.get(host)
+		if sc == nil {
+			addr := host
+			if _, _, err := net.SplitHostPort(host); err != nil {
+				addr = net.JoinHostPort(host, "80")
+			}
+			c, err := t.dial(ctx, "tcp", addr)
+			if err != nil {
+				return nil, err
+			}
+			sc = &streamConn{conn: c, br: bufio.NewReader(c), bw: bufio.NewWriter(c)}
+		}
+		resp, answered, err := t.exchange(ctx, host, sc, req)
+		if err != nil && reused && !answered && ctx.Err() == nil {
+			// The agent had closed this pooled stream (its service ended the
+			// keep-alive connection): nothing was answered, so try another.
+			continue
+		}
+		return resp, err
+	}
+}
+
+// exchange sends req on sc and reads the answer's head. answered reports
+// whether any byte of an answer arrived.
+func (t *streamTransport) exchange(ctx context.Context, host string, sc *streamConn, req *http.Request) (_ *http.Response, answered bool, _ error) {
+	stop := context.AfterFunc(ctx, func() { sc.conn.Close() })
+	fail := func(err error) (*http.Response, bool, error) {
+		stop()
+		sc.conn.Close()
+		if ctx.Err() != nil {
+			return nil, answered, ctx.Err()
+		}
+		return nil, answered, err
+	}
+	if err := req.Write(sc.bw); err != nil {
+		return fail(err)
+	}
+	if err := sc.bw.Flush(); err != nil {
+		return fail(err)
+	}
+	if _, err := sc.br.Peek(1); err != nil {
+		return fail(err)
+	}
+	answered = true
+	resp, err := http.ReadResponse(sc.br, req)
+	// Informational answers (103 Early Hints) come before the real one.
+	for err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+		resp, err = http.ReadResponse(sc.br, req)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	resp.Body = &streamBody{ReadCloser: resp.Body, t: t, host: host, sc: sc, stop: stop,
+		reuse: !resp.Close && resp.ProtoAtLeast(1, 1) && resp.StatusCode != http.StatusSwitchingProtocols}
+	return resp, true, nil
+}
+
+// streamBody puts its stream back in the pool once the answer was read to
+// its end, and closes it otherwise: draining an abandoned video would cost
+// the rest of the file.
+type streamBody struct {
+	io.ReadCloser
+	t     *streamTransport
+	host  string
+	sc    *streamConn
+	stop  func() bool
+	reuse bool
+
+	eof  bool
+	once sync.Once
+}
+
+func (b *streamBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.eof = true
+	}
+	return n, err
+}
+
+func (b *streamBody) Close() error {
+	b.once.Do(func() {
+		// stop is false when the request's context already closed the stream.
+		if b.stop() && b.eof && b.reuse && b.ReadCloser.Close() == nil {
+			b.t.put(b.host, b.sc)
+			return
+		}
+		b.sc.conn.Close()
+	})
+	return nil
+}
+
+// get pops the most recently idled stream of host, if any.
+func (t *streamTransport) get(host string) (*streamConn, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	list := t.idle[host]
+	for len(list) > 0 {
+		sc := list[len(list)-1]
+		list = list[:len(list)-1]
+		if time.Since(sc.since) > t.idleTimeout {
+			sc.conn.Close()
+			continue
+		}
+		t.idle[host] = list
+		return sc, true
+	}
+	delete(t.idle, host)
+	return nil, false
+}
+
+func (t *streamTransport) put(host string, sc *streamConn) {
+	now := time.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if now.Sub(t.lastSweep) > t.idleTimeout/3 {
+		t.sweepLocked(now)
+	}
+	if t.idle == nil {
+		t.idle = map[string][]*streamConn{}
+	}
+	if len(t.idle[host]) >= t.maxIdle {
+		sc.conn.Close()
+		return
+	}
+	sc.since = now
+	t.idle[host] = append(t.idle[host], sc)
+}
+
+// sweepLocked closes streams idle too long, and forgets the routes of
+// sessions that ended.
+func (t *streamTransport) sweepLocked(now time.Time) {
+	t.lastSweep = now
+	for host, list := range t.idle {
+		keep := list[:0]
+		for _, sc := range list {
+			if now.Sub(sc.since) > t.idleTimeout {
+				sc.conn.Close()
+			} else {
+				keep = append(keep, sc)
+			}
+		}
+		if len(keep) == 0 {
+			delete(t.idle, host)
+		} else {
+			t.idle[host] = keep
+		}
+	}
+}
+
+// CloseIdleConnections closes every idle stream, of both transports.
+func (t *streamTransport) CloseIdleConnections() {
+	t.mu.Lock()
+	for _, list := range t.idle {
+		for _, sc := range list {
+			sc.conn.Close()
+		}
+	}
+	t.idle = nil
+	t.mu.Unlock()
+	t.fallback.CloseIdleConnections()
+}
