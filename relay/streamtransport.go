@@ -3,6 +3,7 @@ package relay
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -10,9 +11,9 @@ import (
 	"time"
 )
 
-// streamTransport carries the requests that have no body (GET, HEAD: the
-// pages, API reads, thumbnails and video ranges that make up most of
-// Stash's traffic) over pooled tunnel streams from the handler's own
+// streamTransport carries the requests that have no body and may be sent
+// twice (GET, HEAD, OPTIONS: the pages, thumbnails and video ranges that
+// make up most of Stash's traffic) over pooled tunnel streams from the handler's own
 // goroutine: it writes the request and reads the answer's head inline.
 // http.Transport hands each request to a writer goroutine and each answer to
 // a reader goroutine, three wake-ups per request that a small answer pays
@@ -37,8 +38,14 @@ type streamConn struct {
 }
 
 func (t *streamTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		// Safe to send again on a fresh stream when a pooled one fails.
+	default:
+		return t.fallback.RoundTrip(req)
+	}
 	if (req.Body != nil && req.Body != http.NoBody) || req.ContentLength > 0 || req.Close ||
-		req.Header.Get("Upgrade") != "" || req.Header.Get("Expect") != "" || req.Method == http.MethodConnect {
+		req.Header.Get("Upgrade") != "" || req.Header.Get("Expect") != "" {
 		return t.fallback.RoundTrip(req)
 	}
 	ctx := req.Context()
@@ -56,7 +63,7 @@ func (t *streamTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 			sc = &streamConn{conn: c, br: bufio.NewReader(c), bw: bufio.NewWriter(c)}
 		}
-		resp, answered, err := t.exchange(ctx, host, sc, req)
+		resp, answered, err := t.exchange(ctx, host, sc, req, reused)
 		if err != nil && reused && !answered && ctx.Err() == nil {
 			// The agent had closed this pooled stream (its service ended the
 			// keep-alive connection): nothing was answered, so try another.
@@ -68,7 +75,7 @@ func (t *streamTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // exchange sends req on sc and reads the answer's head. answered reports
 // whether any byte of an answer arrived.
-func (t *streamTransport) exchange(ctx context.Context, host string, sc *streamConn, req *http.Request) (_ *http.Response, answered bool, _ error) {
+func (t *streamTransport) exchange(ctx context.Context, host string, sc *streamConn, req *http.Request, reused bool) (_ *http.Response, answered bool, _ error) {
 	stop := context.AfterFunc(ctx, func() { sc.conn.Close() })
 	fail := func(err error) (*http.Response, bool, error) {
 		stop()
@@ -90,16 +97,30 @@ func (t *streamTransport) exchange(ctx context.Context, host string, sc *streamC
 	answered = true
 	resp, err := http.ReadResponse(sc.br, req)
 	// Informational answers (103 Early Hints) come before the real one.
-	for err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+	for i := 0; err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols; i++ {
+		if i == maxInformational {
+			return fail(errors.New("relay: the service sent too many informational answers"))
+		}
 		resp, err = http.ReadResponse(sc.br, req)
 	}
 	if err != nil {
 		return fail(err)
 	}
+	if reused && resp.StatusCode == http.StatusRequestTimeout {
+		// A service may say 408 on an idle keep-alive connection before it
+		// closes it: that answer is not to this request.
+		answered = false
+		return fail(errStaleStream)
+	}
 	resp.Body = &streamBody{ReadCloser: resp.Body, t: t, host: host, sc: sc, stop: stop,
 		reuse: !resp.Close && resp.ProtoAtLeast(1, 1) && resp.StatusCode != http.StatusSwitchingProtocols}
 	return resp, true, nil
 }
+
+// maxInformational bounds the 1xx answers read before the real one.
+const maxInformational = 8
+
+var errStaleStream = errors.New("relay: pooled tunnel stream was closed by the service")
 
 // streamBody puts its stream back in the pool once the answer was read to
 // its end, and closes it otherwise: draining an abandoned video would cost
@@ -127,7 +148,8 @@ func (b *streamBody) Read(p []byte) (int, error) {
 func (b *streamBody) Close() error {
 	b.once.Do(func() {
 		// stop is false when the request's context already closed the stream.
-		if b.stop() && b.eof && b.reuse && b.ReadCloser.Close() == nil {
+		// Bytes past the answer's end would be read as the next answer.
+		if b.stop() && b.eof && b.reuse && b.sc.br.Buffered() == 0 && b.ReadCloser.Close() == nil {
 			b.t.put(b.host, b.sc)
 			return
 		}
@@ -138,6 +160,8 @@ func (b *streamBody) Close() error {
 
 // get pops the most recently idled stream of host, if any.
 func (t *streamTransport) get(host string) (*streamConn, bool) {
+	var expired []*streamConn
+	defer func() { closeAll(expired) }() // outside the lock: a close may wait on a stalled session
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	list := t.idle[host]
@@ -145,7 +169,7 @@ func (t *streamTransport) get(host string) (*streamConn, bool) {
 		sc := list[len(list)-1]
 		list = list[:len(list)-1]
 		if time.Since(sc.since) > t.idleTimeout {
-			sc.conn.Close()
+			expired = append(expired, sc)
 			continue
 		}
 		t.idle[host] = list
@@ -156,32 +180,34 @@ func (t *streamTransport) get(host string) (*streamConn, bool) {
 }
 
 func (t *streamTransport) put(host string, sc *streamConn) {
+	var expired []*streamConn
+	defer func() { closeAll(expired) }()
 	now := time.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if now.Sub(t.lastSweep) > t.idleTimeout/3 {
-		t.sweepLocked(now)
+		expired = t.sweepLocked(now)
 	}
 	if t.idle == nil {
 		t.idle = map[string][]*streamConn{}
 	}
 	if len(t.idle[host]) >= t.maxIdle {
-		sc.conn.Close()
+		expired = append(expired, sc)
 		return
 	}
 	sc.since = now
 	t.idle[host] = append(t.idle[host], sc)
 }
 
-// sweepLocked closes streams idle too long, and forgets the routes of
-// sessions that ended.
-func (t *streamTransport) sweepLocked(now time.Time) {
+// sweepLocked takes out the streams idle too long, for the caller to close
+// once unlocked, and forgets the routes of sessions that ended.
+func (t *streamTransport) sweepLocked(now time.Time) (expired []*streamConn) {
 	t.lastSweep = now
 	for host, list := range t.idle {
 		keep := list[:0]
 		for _, sc := range list {
 			if now.Sub(sc.since) > t.idleTimeout {
-				sc.conn.Close()
+				expired = append(expired, sc)
 			} else {
 				keep = append(keep, sc)
 			}
@@ -192,17 +218,23 @@ func (t *streamTransport) sweepLocked(now time.Time) {
 			t.idle[host] = keep
 		}
 	}
+	return expired
+}
+
+func closeAll(list []*streamConn) {
+	for _, sc := range list {
+		sc.conn.Close()
+	}
 }
 
 // CloseIdleConnections closes every idle stream, of both transports.
 func (t *streamTransport) CloseIdleConnections() {
 	t.mu.Lock()
-	for _, list := range t.idle {
-		for _, sc := range list {
-			sc.conn.Close()
-		}
-	}
+	idle := t.idle
 	t.idle = nil
 	t.mu.Unlock()
+	for _, list := range idle {
+		closeAll(list)
+	}
 	t.fallback.CloseIdleConnections()
 }

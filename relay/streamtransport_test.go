@@ -1,6 +1,7 @@
 package relay_test
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -99,6 +100,78 @@ func TestAbandonedAnswerIsNotDrained(t *testing.T) {
 				}
 			case <-time.After(20 * time.Second):
 				t.Fatal("the service was still writing 20 s after the visitor left")
+			}
+		})
+	}
+}
+
+// rawOrigin answers each request on a connection with "ok", followed by
+// what tail gives for that connection's answer number.
+func rawOrigin(t *testing.T, tail func(n int) (extra string, closeAfter bool)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for n := 0; ; n++ {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					req.Body.Close()
+					extra, closeAfter := tail(n)
+					if closeAfter {
+						// The parting words come later, on the idle connection.
+						if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"); err != nil {
+							return
+						}
+						time.Sleep(10 * time.Millisecond)
+						io.WriteString(c, extra)
+						return
+					}
+					if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"+extra); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String()
+}
+
+// A pooled stream is never handed a stale answer: bytes a service sent past
+// its answer's end, or a 408 it sent on an idle keep-alive connection before
+// closing it, are not taken as the next visitor's answer.
+func TestStreamPoolRefusesStaleAnswers(t *testing.T) {
+	cases := map[string]func(n int) (string, bool){
+		"bytes past the end": func(int) (string, bool) {
+			return "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nwrong", false
+		},
+		"408 on an idle connection": func(int) (string, bool) {
+			return "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", true
+		},
+	}
+	for name, tail := range cases {
+		t.Run(name, func(t *testing.T) {
+			origin := rawOrigin(t, tail)
+			h := startRelay(t, []string{"stale.test"})
+			startAgent(t, h, "tcp", []agent.Route{{Host: "stale.test", Service: origin, AllowUnauthenticated: true}})
+			for i := range 4 {
+				resp, body := get(t, h.public+"/", "stale.test")
+				if resp.StatusCode != 200 || body != "ok" {
+					t.Fatalf("request %d: %d %q, want 200 \"ok\"", i, resp.StatusCode, body)
+				}
+				time.Sleep(20 * time.Millisecond) // the tail reaches the relay
 			}
 		})
 	}
