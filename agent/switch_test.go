@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,32 +10,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/burrow-tunnel/burrow/internal/testutil"
 	"github.com/burrow-tunnel/burrow/protocol"
 	"github.com/burrow-tunnel/burrow/relay"
 )
-
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // fakeLoss reports a path that loses 1 % of its packets once lossy is set.
 type fakeLoss struct {
@@ -72,7 +53,7 @@ func TestLossySwitchKeepsServing(t *testing.T) {
 	}))
 	defer origin.Close()
 
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	sum := sha256.Sum256([]byte("switch-token"))
 	hash, _ := relay.ParseTokenHash(hex.EncodeToString(sum[:]))
@@ -140,7 +121,7 @@ func TestLossySwitchKeepsServing(t *testing.T) {
 		b, err := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b), err
 	}
-	waitUntil(t, 10*time.Second, "the agent serving over QUIC", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the agent serving over QUIC", func() bool {
 		code, _, _ := fetch("/")
 		return code == http.StatusOK && strings.Contains(logs.String(), "transport=quic")
 	})
@@ -157,7 +138,7 @@ func TestLossySwitchKeepsServing(t *testing.T) {
 	}()
 	<-started
 	lossy.Store(true)
-	waitUntil(t, 10*time.Second, "the agent connected over TCP", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the agent connected over TCP", func() bool {
 		return strings.Contains(logs.String(), "moving to TCP") && strings.Contains(logs.String(), "transport=tcp")
 	})
 	code, body, err := fetch("/")
@@ -167,17 +148,6 @@ func TestLossySwitchKeepsServing(t *testing.T) {
 	r := <-slow
 	if r.err != nil || r.code != http.StatusOK || strings.Count(r.body, "chunk") != 20 {
 		t.Fatalf("the answer streamed across the switch: %d, %d chunks, %v", r.code, strings.Count(r.body, "chunk"), r.err)
-	}
-}
-
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within %v", what, d)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -1,53 +1,23 @@
 package relay_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/burrow-tunnel/burrow/agent"
+	"github.com/burrow-tunnel/burrow/internal/testutil"
 	"github.com/burrow-tunnel/burrow/protocol"
 )
 
-// syncBuffer collects log output for assertions.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // runAgent starts an agent without waiting for it; its log goes to the test and to the returned buffer.
-func runAgent(t *testing.T, relayAddr, fingerprint, token, transport string, routes []agent.Route) (*syncBuffer, chan *protocol.Welcome) {
+func runAgent(t *testing.T, relayAddr, fingerprint, token, transport string, routes []agent.Route) (*testutil.SyncBuffer, chan *protocol.Welcome) {
 	t.Helper()
-	buf := &syncBuffer{}
+	buf := &testutil.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(multiWriter{t.Output(), buf}, &slog.HandlerOptions{Level: slog.LevelInfo})).With("role", "agent")
 	a, err := agent.New(agent.Config{Relay: relayAddr, RelayFingerprint: fingerprint, Token: token, Transport: transport, Routes: routes}, log)
 	if err != nil {
@@ -133,7 +103,7 @@ func TestHostNotGranted(t *testing.T) {
 	if len(w.Refused) != 1 || w.Refused[0].Host != "evil.example.org" || !strings.Contains(w.Refused[0].Reason, "not granted") {
 		t.Errorf("refused %+v", w.Refused)
 	}
-	waitFor(t, 5*time.Second, "refusal in the agent's log", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "refusal in the agent's log", func() bool {
 		return strings.Contains(logs.String(), "relay refused route") && strings.Contains(logs.String(), "evil.example.org")
 	})
 	if code, _ := status(t, h.public+"/", "evil.example.org"); code != http.StatusNotFound {
@@ -150,7 +120,7 @@ func TestBadTokenThenFixedRelay(t *testing.T) {
 			h := startRelayWith(t, relayOpts{hosts: []string{"stash.example.com"}, tunnel: "127.0.0.1:0", http: "127.0.0.1:0", state: state, token: "right", acceptedToken: "something-else"})
 			tunnel := h.relay.TunnelAddr().String()
 			logs, welcomes := runAgent(t, tunnel, h.relay.TunnelFingerprint(), "right", tr, []agent.Route{{Host: "stash.example.com", Service: "http://127.0.0.1:9"}})
-			waitFor(t, 10*time.Second, "invalid token in the agent's log", func() bool {
+			testutil.WaitFor(t, 10*time.Second, "invalid token in the agent's log", func() bool {
 				return strings.Contains(logs.String(), "relay refused the agent") && strings.Contains(logs.String(), protocol.RejectBadToken)
 			})
 			h.stop(t)
@@ -182,7 +152,7 @@ func TestRelayRestart(t *testing.T) {
 			time.Sleep(500 * time.Millisecond)
 			h2 := startRelayWith(t, relayOpts{hosts: []string{"stash.example.com"}, tunnel: tunnel, http: "127.0.0.1:0", state: state, token: "tok"})
 			back := time.Now()
-			waitFor(t, 5*time.Second, "service through the restarted relay", func() bool {
+			testutil.WaitFor(t, 5*time.Second, "service through the restarted relay", func() bool {
 				code, _ := status(t, h2.public+"/", "stash.example.com")
 				return code == 200
 			})

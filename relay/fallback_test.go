@@ -1,6 +1,7 @@
 package relay_test
 
 import (
+	"github.com/burrow-tunnel/burrow/internal/testutil"
 	"io"
 	"net"
 	"strconv"
@@ -87,7 +88,7 @@ func TestAutoFallsBackToTCPWhenUDPIsBlocked(t *testing.T) {
 	if took > 5*time.Second {
 		t.Errorf("fallback took %v, want within 5 s", took)
 	}
-	waitFor(t, 2*time.Second, "transport=tcp in the agent's log", func() bool { return strings.Contains(logs.String(), "transport=tcp") })
+	testutil.WaitFor(t, 2*time.Second, "transport=tcp in the agent's log", func() bool { return strings.Contains(logs.String(), "transport=tcp") })
 	if code, _ := status(t, h.public+"/", "stash.example.com"); code != 200 {
 		t.Errorf("through the TCP fallback: %d", code)
 	}

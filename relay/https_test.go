@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"github.com/burrow-tunnel/burrow/internal/testutil"
 	"io"
 	"net"
 	"net/http"
@@ -176,7 +177,7 @@ func servedCert(addr, name string, roots *x509.CertPool, alpn ...string) (*x509.
 func waitForCert(t *testing.T, addr, name string, roots *x509.CertPool, alpn ...string) *x509.Certificate {
 	t.Helper()
 	var cert *x509.Certificate
-	waitFor(t, 30*time.Second, "a certificate for "+name, func() bool {
+	testutil.WaitFor(t, 30*time.Second, "a certificate for "+name, func() bool {
 		var err error
 		cert, err = servedCert(addr, name, roots, alpn...)
 		return err == nil
@@ -419,7 +420,7 @@ func TestACMETLSALPNAndRenewal(t *testing.T) {
 		t.Errorf("challenges %v, want only tls-alpn-01", ch)
 	}
 	var renewed *x509.Certificate
-	waitFor(t, 20*time.Second, "a renewed certificate", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "a renewed certificate", func() bool {
 		c, err := servedCert(httpsAddr, "stash.example.test", roots)
 		if err == nil && c.SerialNumber.Cmp(first.SerialNumber) != 0 {
 			renewed = c

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"github.com/burrow-tunnel/burrow/internal/testutil"
 	"io"
 	"log"
 	"math/big"
@@ -48,7 +49,7 @@ type pebble struct {
 	db   *db.MemoryStore
 	ca   *ca.CAImpl
 	srv  *http.Server
-	logs *syncBuffer
+	logs *testutil.SyncBuffer
 
 	mu         sync.Mutex
 	orders     [][]string     // identifiers of each new order, in order
@@ -64,7 +65,7 @@ func newPebble(t *testing.T, validity time.Duration) *pebble {
 	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
 	t.Setenv("PEBBLE_AUTHZREUSE", "0")
 
-	p := &pebble{t: t, logs: &syncBuffer{}, challenges: map[string]int{}, validity: uint64(validity / time.Second)}
+	p := &pebble{t: t, logs: &testutil.SyncBuffer{}, challenges: map[string]int{}, validity: uint64(validity / time.Second)}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

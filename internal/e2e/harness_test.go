@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/burrow-tunnel/burrow/internal/origin"
+	"github.com/burrow-tunnel/burrow/internal/testutil"
 )
 
 const (
@@ -54,7 +55,7 @@ type env struct {
 	relayConfig string
 	agentConfig string
 
-	relayLog, agentLog *logBuffer
+	relayLog, agentLog *testutil.SyncBuffer
 	relay, agent       *proc
 
 	// client sends every request to the relay's public port with Host publicHost.
@@ -69,8 +70,8 @@ func newEnv(t *testing.T, transport string) *env {
 		t:         t,
 		dir:       t.TempDir(),
 		transport: transport,
-		relayLog:  &logBuffer{},
-		agentLog:  &logBuffer{},
+		relayLog:  &testutil.SyncBuffer{},
+		agentLog:  &testutil.SyncBuffer{},
 	}
 	e.startOrigin()
 	e.tunnelPort = freePort(t, true)
@@ -262,7 +263,7 @@ func (e *env) mustGet(path string, hdr http.Header) (int, []byte) {
 }
 
 // start runs the binary with args, its stderr (and stdout) into log.
-func (e *env) start(name string, log *logBuffer, args ...string) *proc {
+func (e *env) start(name string, log *testutil.SyncBuffer, args ...string) *proc {
 	e.t.Helper()
 	p, err := startProc(name, log, args...)
 	if err != nil {
@@ -298,13 +299,13 @@ type proc struct {
 	err    error         // Wait's error; read after done
 }
 
-func startProc(name string, log *logBuffer, args ...string) (*proc, error) {
+func startProc(name string, log *testutil.SyncBuffer, args ...string) (*proc, error) {
 	return startCmd(name, log, exec.Command(burrowBin, args...))
 }
 
 // startCmd starts cmd (a burrow command, perhaps wrapped in `ip netns exec`)
 // as a proc; cancelling the proc kills it.
-func startCmd(name string, log *logBuffer, cmd *exec.Cmd) (*proc, error) {
+func startCmd(name string, log *testutil.SyncBuffer, cmd *exec.Cmd) (*proc, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	context.AfterFunc(ctx, func() {
 		if cmd.Process != nil {
@@ -373,24 +374,6 @@ func runBurrow(t *testing.T, args ...string) []byte {
 		t.Fatalf("burrow %s: %v\n%s", strings.Join(args, " "), err, stderr.Bytes())
 	}
 	return out
-}
-
-// logBuffer collects a process's output; safe for concurrent use.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // newClient returns a client that sends every request to addr (the relay's

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/burrow-tunnel/burrow/internal/origin"
+	"github.com/burrow-tunnel/burrow/internal/testutil"
 	"github.com/burrow-tunnel/burrow/internal/wanemu"
 	"github.com/burrow-tunnel/burrow/protocol"
 )
@@ -60,7 +61,7 @@ func TestLossyPathSwitch(t *testing.T) {
 	go func() { odone <- origin.Serve(octx, ln, origin.New(origin.Options{LargeFileSize: largeSize})) }()
 	defer func() { ocancel(); <-odone }()
 
-	e := &env{t: t, dir: t.TempDir(), relayLog: &logBuffer{}, agentLog: &logBuffer{}}
+	e := &env{t: t, dir: t.TempDir(), relayLog: &testutil.SyncBuffer{}, agentLog: &testutil.SyncBuffer{}}
 	e.relayConfig = filepath.Join(e.dir, "relay.yaml")
 	e.agentConfig = filepath.Join(e.dir, "agent.yaml")
 	var tokJSON struct {
@@ -123,7 +124,7 @@ routes:
 	}}
 	defer client.CloseIdleConnections()
 
-	waitFor(t, 15*time.Second, "the agent connected over QUIC", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "the agent connected over QUIC", func() bool {
 		return strings.Contains(e.agentLog.String(), "transport=quic")
 	})
 	get := func() int {
@@ -135,7 +136,7 @@ routes:
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	waitFor(t, 10*time.Second, "the tunnel serving", func() bool { return get() == http.StatusOK })
+	testutil.WaitFor(t, 10*time.Second, "the tunnel serving", func() bool { return get() == http.StatusOK })
 
 	// download reads the large file for d (or to its end) and returns the bytes read.
 	download := func(d time.Duration) int64 {
@@ -182,26 +183,14 @@ routes:
 			t.Log(line)
 		}
 	}
-	waitFor(t, 15*time.Second, "the agent connected over TCP", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "the agent connected over TCP", func() bool {
 		return strings.Contains(e.agentLog.String(), "transport=tcp")
 	})
-	waitFor(t, 10*time.Second, "the tunnel serving over TCP", func() bool { return get() == http.StatusOK })
+	testutil.WaitFor(t, 10*time.Second, "the tunnel serving over TCP", func() bool { return get() == http.StatusOK })
 	// Figures for the record, not assertions: the link's weather and this
 	// machine's load decide them.
 	tcpStart := time.Now()
 	tcpBytes := download(5 * time.Second)
 	t.Logf("through a 50 Mbit/s, 40 ms link losing 1 %%: QUIC %.1f Mbit/s before the switch, TCP with BBR %.1f Mbit/s after",
 		lossyRate, float64(tcpBytes)*8/time.Since(tcpStart).Seconds()/1e6)
-}
-
-// waitFor polls cond every 100 ms until it holds, or fails the test after d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within %v", what, d)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
