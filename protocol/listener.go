@@ -73,7 +73,7 @@ func (lc ListenConfig) Listen(addr string) (*Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	tr := &quic.Transport{Conn: udp}
+	tr := &quic.Transport{Conn: withGRO(udp)}
 	if len(lc.ResetSeed) > 0 {
 		k := quic.StatelessResetKey(sha256.Sum256(append([]byte("burrow stateless reset\x00"), lc.ResetSeed...)))
 		tr.StatelessResetKey = &k

@@ -58,10 +58,23 @@ func (s *quicSession) BytesReceived() uint64 { return s.conn.ConnectionStats().B
 
 // DialQUIC connects to a relay over QUIC. tlsConf must set NextProtos to ALPN.
 func DialQUIC(ctx context.Context, addr string, tlsConf *tls.Config) (Session, error) {
-	conn, err := quic.DialAddr(ctx, addr, tlsConf, QUICConfig())
+	raddr, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, err
 	}
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4zero})
+	if err != nil {
+		return nil, err
+	}
+	tr := &quic.Transport{Conn: withGRO(udp)}
+	closeTransport := func() { _ = errors.Join(tr.Close(), udp.Close()) }
+	conn, err := tr.Dial(ctx, raddr, tlsConf, QUICConfig())
+	if err != nil {
+		closeTransport()
+		return nil, err
+	}
+	// The socket is this connection's alone: it goes when the connection does.
+	context.AfterFunc(conn.Context(), closeTransport)
 	return newQUICSession(conn), nil
 }
 

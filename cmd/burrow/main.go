@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -28,11 +30,45 @@ func main() {
 	// Burrow logs its own warning, with the fix, when UDP buffers are too small.
 	os.Setenv("QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING", "true")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := newRoot().ExecuteContext(ctx); err != nil {
+	err := run(ctx)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "burrow:", err)
 		os.Exit(1)
 	}
+}
+
+func run(ctx context.Context) error {
+	if prefix := os.Getenv("BURROW_CPUPROFILE"); prefix != "" {
+		stopProfile, err := startCPUProfile(prefix)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
+	}
+	return newRoot().ExecuteContext(ctx)
+}
+
+// startCPUProfile writes a CPU profile of this process to
+// PREFIX.<command>.<pid>.pprof until it exits, for `go tool pprof`.
+func startCPUProfile(prefix string) (func(), error) {
+	name := "burrow"
+	if len(os.Args) > 1 {
+		name = filepath.Base(os.Args[1])
+	}
+	path := fmt.Sprintf("%s.%s.%d.pprof", prefix, name, os.Getpid())
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("BURROW_CPUPROFILE: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("BURROW_CPUPROFILE: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 func newRoot() *cobra.Command {
