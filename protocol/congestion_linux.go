@@ -3,6 +3,8 @@ package protocol
 import (
 	"fmt"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // setCongestion asks the kernel for congestion control name on the TCP socket fd.
@@ -24,4 +26,9 @@ func CongestionUsable(name string) error {
 	}
 	defer syscall.Close(fd)
 	return setCongestion(uintptr(fd), name)
+}
+
+// setNotSentLowat caps the bytes a TCP socket holds that it has not sent yet.
+func setNotSentLowat(fd uintptr, n int) error {
+	return syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, unix.TCP_NOTSENT_LOWAT, n)
 }

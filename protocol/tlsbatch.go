@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"net"
 	"sync"
+	"syscall"
 )
 
 // tcpBufferSize is the size of the read and write buffers under TLS on the TCP transport.
@@ -26,6 +27,7 @@ type batchConn struct {
 }
 
 func newBatchConn(c net.Conn) *batchConn {
+	limitUnsent(c)
 	return &batchConn{Conn: c, r: bufio.NewReaderSize(c, tcpBufferSize), w: bufio.NewWriterSize(c, tcpBufferSize)}
 }
 
@@ -117,3 +119,26 @@ func (t *tlsBatch) Write(p []byte) (int, error) {
 // Close closes the socket at once: yamux calls it to unblock a write stuck
 // on a peer that stopped reading, so it must not wait for a TLS alert.
 func (t *tlsBatch) Close() error { return t.raw.Conn.Close() }
+
+// tunnelUnsent is the most a tunnel socket holds that it has not sent yet
+// (TCP_NOTSENT_LOWAT); the rest waits in its stream. Without the cap the
+// kernel takes megabytes of one stream's data (its send buffer grows to
+// tcp_wmem's maximum), and everything sent after it waits behind them: a
+// video player's seek aborts the playing answer, and the new one used to
+// wait for the old one's queued bytes (40 ms RTT, 200 Mbit/s: seek 202 →
+// 112 ms; a small request during four downloads: p99 29 → 21 ms).
+// Data already sent, in the network and the relay's buffers, still goes first.
+const tunnelUnsent = 128 << 10
+
+// limitUnsent applies tunnelUnsent to a tunnel's TCP socket.
+func limitUnsent(c net.Conn) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) { _ = setNotSentLowat(fd, tunnelUnsent) })
+}
