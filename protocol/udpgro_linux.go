@@ -10,29 +10,33 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// groReadSize holds the largest datagram UDP GRO delivers (64 KiB).
-const groReadSize = 1 << 16
+// groReadSize holds the largest datagram UDP GRO delivers (64 KiB), and
+// groBatch is how many such reads one recvmmsg asks for, as quic-go does.
+const (
+	groReadSize = 1 << 16
+	groBatch    = 8
+)
 
 // groConn is a UDP socket with UDP_GRO on: the kernel hands over a train of
-// same-sized datagrams from one sender in one read, with their segment size
-// in a control message, and ReadBatch splits it into the datagrams quic-go
-// expects. A QUIC peer sending with GSO (as quic-go does on Linux) arrives as
-// one read per burst instead of one per 1,452-byte packet, and on loopback
-// the kernel no longer cuts the burst up at all.
+// same-sized datagrams from one sender as one, with their size in a control
+// message, and ReadBatch splits it into the datagrams quic-go expects. A
+// QUIC peer that sends with GSO (as quic-go does on Linux) arrives in one
+// read per burst instead of one per 1,452-byte packet, and on loopback the
+// kernel no longer cuts the burst up at all. Datagrams that were not
+// coalesced still come up to groBatch at a time, as without GRO.
 //
 // Everything else, including the GSO writes, is the plain *net.UDPConn.
 // quic-go uses ReadBatch because groConn implements its batchConn interface.
 type groConn struct {
 	*net.UDPConn
+	pc *ipv4.PacketConn // recvmmsg
 
-	rbuf, roob []byte // read buffers
-
-	buf []byte // the last read; its datagrams from off on are pending
-	off int
-	seg int    // their size; 0 when the read was one plain datagram
-	oob []byte // their control messages, without UDP_GRO's
-	// from is shared by every datagram of one read: they have one sender.
-	from *net.UDPAddr
+	msgs []ipv4.Message // the last recvmmsg: n reads
+	n    int
+	i    int // the read being split, and in it:
+	off  int // where its next datagram starts
+	seg  int // the datagrams' size; 0 when the read was one plain datagram
+	oob  []byte
 }
 
 // withGRO turns on UDP_GRO and returns the socket wrapped for quic-go, or
@@ -52,62 +56,64 @@ func withGRO(pc net.PacketConn) net.PacketConn {
 	}); err != nil || serr != nil {
 		return c
 	}
-	return &groConn{
-		UDPConn: c,
-		rbuf:    make([]byte, groReadSize),
-		roob:    make([]byte, 1024),
+	g := &groConn{UDPConn: c, pc: ipv4.NewPacketConn(c), msgs: make([]ipv4.Message, groBatch)}
+	for i := range g.msgs {
+		g.msgs[i].Buffers = [][]byte{make([]byte, groReadSize)}
+		g.msgs[i].OOB = make([]byte, 256)
 	}
+	return g
 }
 
-// ReadBatch fills ms with the datagrams of the pending read, or of a new one
-// when none is pending. It blocks until at least one datagram is there, and
-// honours the socket's read deadline.
+// ReadBatch fills ms with the pending datagrams, reading more when none is
+// pending. It blocks until at least one is there, and honours the socket's
+// read deadline.
 func (c *groConn) ReadBatch(ms []ipv4.Message, _ int) (int, error) {
-	if len(ms) == 0 {
-		return 0, nil
-	}
-	if c.off >= len(c.buf) {
-		if err := c.read(); err != nil {
-			return 0, err
+	out := 0
+	for out == 0 && len(ms) > 0 {
+		if c.i >= c.n {
+			n, err := c.pc.ReadBatch(c.msgs, 0)
+			if err != nil {
+				return 0, err
+			}
+			c.n, c.i = n, 0
+			c.start()
+		}
+		for out < len(ms) && c.i < c.n {
+			r := &c.msgs[c.i]
+			data := r.Buffers[0][:r.N]
+			if c.off >= len(data) {
+				c.i++
+				c.start()
+				continue
+			}
+			end := len(data)
+			if c.seg > 0 && c.off+c.seg < end {
+				end = c.off + c.seg
+			}
+			m := &ms[out]
+			if len(m.Buffers) == 0 {
+				return out, errors.New("protocol: ReadBatch needs a buffer per message")
+			}
+			m.N = copy(m.Buffers[0], data[c.off:end])
+			m.NN = copy(m.OOB, c.oob)
+			m.Flags = 0
+			if m.N < end-c.off {
+				m.Flags = unix.MSG_TRUNC
+			}
+			m.Addr = r.Addr // one sender for the whole train
+			c.off = end
+			out++
 		}
 	}
-	n := 0
-	for n < len(ms) && c.off < len(c.buf) {
-		end := len(c.buf)
-		if c.seg > 0 && c.off+c.seg < end {
-			end = c.off + c.seg
-		}
-		m := &ms[n]
-		if len(m.Buffers) == 0 {
-			return n, errors.New("protocol: ReadBatch needs a buffer per message")
-		}
-		m.N = copy(m.Buffers[0], c.buf[c.off:end])
-		m.NN = copy(m.OOB, c.oob)
-		m.Flags = 0
-		if m.N < end-c.off {
-			m.Flags = unix.MSG_TRUNC
-		}
-		m.Addr = c.from
-		c.off = end
-		n++
-	}
-	return n, nil
+	return out, nil
 }
 
-// read waits for the next datagram (or train of them).
-func (c *groConn) read() error {
-	for {
-		n, oobn, flags, ap, err := c.ReadMsgUDPAddrPort(c.rbuf, c.roob)
-		if err != nil {
-			return err
-		}
-		if n == 0 && flags&unix.MSG_TRUNC == 0 {
-			continue
-		}
-		c.buf, c.off = c.rbuf[:n], 0
-		c.seg, c.oob = splitGRO(c.roob[:oobn])
-		c.from = net.UDPAddrFromAddrPort(ap)
-		return nil
+// start begins splitting read c.i.
+func (c *groConn) start() {
+	c.off, c.seg, c.oob = 0, 0, nil
+	if c.i < c.n {
+		r := &c.msgs[c.i]
+		c.seg, c.oob = splitGRO(r.OOB[:r.NN])
 	}
 }
 
