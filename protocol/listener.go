@@ -200,9 +200,10 @@ func (l *Listener) handshakeTCP(c net.Conn) {
 		c.Close()
 		return
 	}
-	s, err := NewYamuxSession(newTLSBatch(tc, raw), false)
+	tb := newTLSBatch(tc, raw)
+	s, err := NewYamuxSession(tb, false)
 	if err != nil {
-		c.Close()
+		tb.Close()
 		return
 	}
 	l.deliver(s)

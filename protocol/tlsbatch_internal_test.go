@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/binary"
+	"errors"
 	"io"
 	"math/big"
 	"net"
@@ -86,8 +87,9 @@ func batchPair(t *testing.T) (*tlsBatch, *writeCounter, *tls.Conn) {
 	if srv == nil {
 		t.Fatal("server handshake failed")
 	}
-	t.Cleanup(func() { c.Close(); srv.Close() })
-	return newTLSBatch(tc, raw), wc, srv
+	b := newTLSBatch(tc, raw)
+	t.Cleanup(func() { b.Close(); srv.Close() })
+	return b, wc, srv
 }
 
 func yamuxHeader(typ byte, length uint32) []byte {
@@ -122,9 +124,6 @@ func TestTLSBatchFrameIsOneWrite(t *testing.T) {
 			}
 			want = append(want, w...)
 		}
-		if got := wc.writes.Load() - before; got != 1 {
-			t.Errorf("%s: %d socket writes, want 1", tc.name, got)
-		}
 		got := make([]byte, len(want))
 		srv.SetReadDeadline(time.Now().Add(5 * time.Second))
 		if _, err := io.ReadFull(srv, got); err != nil {
@@ -133,5 +132,74 @@ func TestTLSBatchFrameIsOneWrite(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Errorf("%s: the peer read other bytes than were written", tc.name)
 		}
+		// The peer has it all: every socket write for it is done.
+		if got := wc.writes.Load() - before; got != 1 {
+			t.Errorf("%s: %d socket writes, want 1", tc.name, got)
+		}
+	}
+}
+
+// What yamux wrote before closing (a Reject, a GoAway) reaches the peer:
+// Close sends what the writer goroutine still holds.
+func TestTLSBatchCloseSendsPending(t *testing.T) {
+	b, _, srv := batchPair(t)
+	body := bytes.Repeat([]byte("r"), 3000)
+	want := append(yamuxHeader(0, uint32(len(body))), body...)
+	for range 20 {
+		if _, err := b.Write(want[:yamuxHeaderSize]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Write(body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	srv.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(srv)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		t.Logf("read ended with %v", err)
+	}
+	if !bytes.Equal(got, bytes.Repeat(want, 20)) {
+		t.Fatalf("peer read %d bytes, want %d", len(got), 20*len(want))
+	}
+}
+
+// Close of a tunnel whose peer stopped reading returns (after closeDrain)
+// instead of waiting for the peer, and writes then fail.
+func TestTLSBatchCloseStuckPeer(t *testing.T) {
+	b, _, _ := batchPair(t) // the peer never reads
+	chunk := make([]byte, 64<<10)
+	hdr := yamuxHeader(0, uint32(len(chunk)))
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		for {
+			if _, err := b.Write(hdr); err != nil {
+				return
+			}
+			if _, err := b.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	// Let the socket buffers fill and the writer block.
+	select {
+	case <-wrote:
+		t.Fatal("a write failed before Close")
+	case <-time.After(500 * time.Millisecond):
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- b.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close waits for a peer that does not read")
+	}
+	select {
+	case <-wrote:
+	case <-time.After(10 * time.Second):
+		t.Fatal("writes go on after Close")
 	}
 }

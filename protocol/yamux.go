@@ -111,7 +111,13 @@ func DialTCPCongestion(ctx context.Context, addr string, tlsConf *tls.Config, cc
 		c.Close()
 		return nil, fmt.Errorf("protocol: relay at %s negotiated ALPN %q, want %q", addr, p, ALPN)
 	}
-	return NewYamuxSession(newTLSBatch(tc, raw), true)
+	tb := newTLSBatch(tc, raw)
+	s, err := NewYamuxSession(tb, true)
+	if err != nil {
+		tb.Close()
+		return nil, err
+	}
+	return s, nil
 }
 
 func (s *yamuxSession) OpenStream(ctx context.Context) (Stream, error) {
