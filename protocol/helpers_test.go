@@ -20,6 +20,12 @@ import (
 
 // testCert is a self-signed certificate for "localhost" and 127.0.0.1, made once per test binary.
 var testCert = sync.OnceValues(func() (tls.Certificate, *x509.CertPool) {
+	return makeCert([]string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback})
+})
+
+// makeCert is a self-signed certificate for the names and addresses given,
+// and a pool that trusts it.
+func makeCert(names []string, ips []net.IP) (tls.Certificate, *x509.CertPool) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		panic(err)
@@ -27,8 +33,8 @@ var testCert = sync.OnceValues(func() (tls.Certificate, *x509.CertPool) {
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
 		Subject:               pkix.Name{CommonName: "burrow test relay"},
-		DNSNames:              []string{"localhost"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		DNSNames:              names,
+		IPAddresses:           ips,
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(24 * time.Hour),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
@@ -47,7 +53,7 @@ var testCert = sync.OnceValues(func() (tls.Certificate, *x509.CertPool) {
 	pool := x509.NewCertPool()
 	pool.AddCert(leaf)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
-})
+}
 
 // serverTLS is the relay's TLS configuration; Listen sets NextProtos itself.
 func serverTLS() *tls.Config {

@@ -358,3 +358,28 @@ func TestListenerCloseKeepsSessions(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Both dialers take the relay's host name as the TLS server name when the
+// configuration names none, as an agent configured with "relay.example:443"
+// expects: not the address it resolved to.
+func TestDialServerNameFromAddress(t *testing.T) {
+	cert, pool := makeCert([]string{"localhost"}, nil) // a name, no address
+	l, err := protocol.ListenConfig{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	addr := net.JoinHostPort("localhost", port)
+	for name, dial := range map[string]func(context.Context, string, *tls.Config) (protocol.Session, error){
+		"quic": protocol.DialQUIC, "tcp": protocol.DialTCP,
+	} {
+		conf := &tls.Config{RootCAs: pool, NextProtos: []string{protocol.ALPN}}
+		s, err := dial(shortCtx(t, 10*time.Second), addr, conf)
+		if err != nil {
+			t.Errorf("%s: dial %s without ServerName: %v", name, addr, err)
+			continue
+		}
+		s.Close()
+	}
+}

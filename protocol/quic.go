@@ -68,6 +68,10 @@ func DialQUIC(ctx context.Context, addr string, tlsConf *tls.Config) (Session, e
 	}
 	tr := &quic.Transport{Conn: withGRO(udp)}
 	closeTransport := func() { _ = errors.Join(tr.Close(), udp.Close()) }
+	if tlsConf.ServerName == "" {
+		tlsConf = tlsConf.Clone()
+		tlsConf.ServerName, _, _ = net.SplitHostPort(addr)
+	}
 	conn, err := tr.Dial(ctx, raddr, tlsConf, QUICConfig())
 	if err != nil {
 		closeTransport()

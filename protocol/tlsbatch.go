@@ -41,6 +41,9 @@ type batchConn struct {
 // a flush beyond it waits.
 const maxPending = 256 << 10
 
+// maxKeptBuffer is the largest write buffer kept between writes.
+const maxKeptBuffer = 1 << 20
+
 func newBatchConn(c net.Conn) *batchConn {
 	limitUnsent(c)
 	b := &batchConn{Conn: c, r: bufio.NewReaderSize(c, tcpBufferSize)}
@@ -87,6 +90,11 @@ func (c *batchConn) flush() error {
 func (c *batchConn) writer() {
 	c.mu.Lock()
 	defer func() {
+		// Nothing written from now on would be sent: say so to writers,
+		// and wake a flush waiting for room.
+		if c.err == nil {
+			c.err = net.ErrClosed
+		}
 		c.stopped = true
 		c.cond.Broadcast()
 		c.mu.Unlock()
@@ -103,7 +111,10 @@ func (c *batchConn) writer() {
 		c.mu.Unlock()
 		_, err := c.Conn.Write(buf)
 		c.mu.Lock()
-		c.spare = buf[:0]
+		c.spare = nil
+		if cap(buf) <= maxKeptBuffer {
+			c.spare = buf[:0] // kept for the next swap; a larger one goes
+		}
 		if err != nil && c.err == nil {
 			c.err = err
 		}
@@ -121,9 +132,6 @@ func (c *batchConn) close() error {
 		_ = c.Conn.SetWriteDeadline(time.Now().Add(closeDrain))
 		for !c.stopped {
 			c.cond.Wait()
-		}
-		if c.err == nil {
-			c.err = net.ErrClosed
 		}
 	}
 	c.mu.Unlock()

@@ -203,3 +203,34 @@ func TestTLSBatchCloseStuckPeer(t *testing.T) {
 		t.Fatal("writes go on after Close")
 	}
 }
+
+// Close while yamux's send loop is writing large frames: the loop's writes
+// and flushes end with an error, none waits forever for room that the
+// stopped writer goroutine would never make.
+func TestTLSBatchCloseDuringWrites(t *testing.T) {
+	for i := range 30 {
+		b, _, srv := batchPair(t)
+		go io.Copy(io.Discard, srv)
+		body := make([]byte, 300<<10) // more than maxPending per frame
+		hdr := yamuxHeader(0, uint32(len(body)))
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				if _, err := b.Write(hdr); err != nil {
+					return
+				}
+				if _, err := b.Write(body); err != nil {
+					return
+				}
+			}
+		}()
+		time.Sleep(time.Duration(i%5) * time.Millisecond)
+		b.Close()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: a write after Close never returned", i)
+		}
+	}
+}

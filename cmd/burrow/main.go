@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -53,7 +54,7 @@ func run(ctx context.Context) error {
 // PREFIX.<command>.<pid>.pprof until it exits, for `go tool pprof`.
 func startCPUProfile(prefix string) (func(), error) {
 	name := "burrow"
-	if len(os.Args) > 1 {
+	if len(os.Args) > 1 && !strings.HasPrefix(os.Args[1], "-") {
 		name = filepath.Base(os.Args[1])
 	}
 	path := fmt.Sprintf("%s.%s.%d.pprof", prefix, name, os.Getpid())
