@@ -170,20 +170,7 @@ func TestTLSBatchCloseSendsPending(t *testing.T) {
 // instead of waiting for the peer, and writes then fail.
 func TestTLSBatchCloseStuckPeer(t *testing.T) {
 	b, _, _ := batchPair(t) // the peer never reads
-	chunk := make([]byte, 64<<10)
-	hdr := yamuxHeader(0, uint32(len(chunk)))
-	wrote := make(chan struct{})
-	go func() {
-		defer close(wrote)
-		for {
-			if _, err := b.Write(hdr); err != nil {
-				return
-			}
-			if _, err := b.Write(chunk); err != nil {
-				return
-			}
-		}
-	}()
+	wrote := writeFrames(b, 64<<10)
 	// Let the socket buffers fill and the writer block.
 	select {
 	case <-wrote:
@@ -211,20 +198,7 @@ func TestTLSBatchCloseDuringWrites(t *testing.T) {
 	for i := range 30 {
 		b, _, srv := batchPair(t)
 		go io.Copy(io.Discard, srv)
-		body := make([]byte, 300<<10) // more than maxPending per frame
-		hdr := yamuxHeader(0, uint32(len(body)))
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			for {
-				if _, err := b.Write(hdr); err != nil {
-					return
-				}
-				if _, err := b.Write(body); err != nil {
-					return
-				}
-			}
-		}()
+		done := writeFrames(b, 300<<10) // more than maxPending per frame
 		time.Sleep(time.Duration(i%5) * time.Millisecond)
 		b.Close()
 		select {
@@ -233,4 +207,24 @@ func TestTLSBatchCloseDuringWrites(t *testing.T) {
 			t.Fatalf("round %d: a write after Close never returned", i)
 		}
 	}
+}
+
+// writeFrames writes data frames of size bytes to b, as yamux's send loop
+// does, until a write fails; the channel closes then.
+func writeFrames(b *tlsBatch, size int) <-chan struct{} {
+	body := make([]byte, size)
+	hdr := yamuxHeader(0, uint32(size))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			if _, err := b.Write(hdr); err != nil {
+				return
+			}
+			if _, err := b.Write(body); err != nil {
+				return
+			}
+		}
+	}()
+	return done
 }
