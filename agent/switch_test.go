@@ -2,8 +2,6 @@ package agent
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/burrow-tunnel/burrow/internal/relaytest"
 	"github.com/burrow-tunnel/burrow/internal/testutil"
 	"github.com/burrow-tunnel/burrow/protocol"
 	"github.com/burrow-tunnel/burrow/relay"
@@ -55,24 +54,9 @@ func TestLossySwitchKeepsServing(t *testing.T) {
 
 	var logs testutil.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	sum := sha256.Sum256([]byte("switch-token"))
-	hash, _ := relay.ParseTokenHash(hex.EncodeToString(sum[:]))
-	rs, err := relay.New(relay.Config{
-		Tunnel:   relay.TunnelConfig{Listen: "127.0.0.1:0"},
-		Public:   relay.PublicConfig{HTTP: "127.0.0.1:0"},
-		StateDir: t.TempDir(),
-		Agents:   []relay.AgentGrant{{Name: "nas", TokenSHA256: hash, Hosts: []string{"switch.test"}}},
+	rs := relaytest.Start(t, relay.Config{
+		Agents: []relay.AgentGrant{relaytest.Grant("nas", "switch-token", "switch.test")},
 	}, log.With("role", "relay"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rs.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	rctx, rcancel := context.WithCancel(context.Background())
-	rdone := make(chan error, 1)
-	go func() { rdone <- rs.Run(rctx) }()
-	defer func() { rcancel(); <-rdone }()
 
 	a, err := New(Config{
 		Relay:            rs.TunnelAddr().String(),

@@ -1,7 +1,6 @@
 package relay_test
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/burrow-tunnel/burrow/agent"
+	"github.com/burrow-tunnel/burrow/internal/relaytest"
 	"github.com/burrow-tunnel/burrow/relay"
 )
 
@@ -26,19 +26,7 @@ func hashOf(t *testing.T, token string) [32]byte {
 
 func runRelay(t *testing.T, cfg relay.Config) *relay.Server {
 	t.Helper()
-	cfg.Tunnel.Listen, cfg.Public.HTTP, cfg.StateDir = "127.0.0.1:0", "127.0.0.1:0", t.TempDir()
-	s, err := relay.New(cfg, testLogger(t, "relay"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return s
+	return relaytest.Start(t, cfg, testLogger(t, "relay"))
 }
 
 // A wildcard grant does not let its agent take a name granted by name to another agent.

@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net"
@@ -13,30 +11,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/burrow-tunnel/burrow/internal/relaytest"
 	"github.com/burrow-tunnel/burrow/relay"
 )
 
 // startTestRelay runs a relay on loopback and returns its tunnel address, fingerprint and public http port.
 func startTestRelay(t *testing.T, token string, hosts ...string) (tunnel, fingerprint string, httpPort int) {
 	t.Helper()
-	sum := sha256.Sum256([]byte(token))
-	hash, _ := relay.ParseTokenHash(hex.EncodeToString(sum[:]))
-	s, err := relay.New(relay.Config{
-		Tunnel:   relay.TunnelConfig{Listen: "127.0.0.1:0"},
-		Public:   relay.PublicConfig{HTTP: "127.0.0.1:0"},
-		StateDir: t.TempDir(),
-		Agents:   []relay.AgentGrant{{Name: "nas", TokenSHA256: hash, Hosts: hosts}},
-	}, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	s := relaytest.Start(t, relay.Config{Agents: []relay.AgentGrant{relaytest.Grant("nas", token, hosts...)}},
+		slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})))
 	return s.TunnelAddr().String(), s.TunnelFingerprint(), s.HTTPAddr().(*net.TCPAddr).Port
 }
 

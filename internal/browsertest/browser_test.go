@@ -5,10 +5,8 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/pem"
 	"fmt"
 	"html"
@@ -28,6 +26,7 @@ import (
 
 	"github.com/burrow-tunnel/burrow/agent"
 	"github.com/burrow-tunnel/burrow/internal/origin"
+	"github.com/burrow-tunnel/burrow/internal/relaytest"
 	"github.com/burrow-tunnel/burrow/protocol"
 	"github.com/burrow-tunnel/burrow/relay"
 )
@@ -94,23 +93,11 @@ func TestChromiumSeesStashThroughTunnel(t *testing.T) {
 			go func() { siteDone <- origin.Serve(ctx, ln, site) }()
 
 			certFile, keyFile := selfSigned(t)
-			sum := sha256.Sum256([]byte("tok"))
-			hash, _ := relay.ParseTokenHash(hex.EncodeToString(sum[:]))
-			rs, err := relay.New(relay.Config{
-				Tunnel:   relay.TunnelConfig{Listen: "127.0.0.1:0"},
-				Public:   relay.PublicConfig{HTTPS: "127.0.0.1:0"},
-				TLS:      relay.TLSConfig{CertFile: certFile, KeyFile: keyFile},
-				StateDir: t.TempDir(),
-				Agents:   []relay.AgentGrant{{Name: "nas", TokenSHA256: hash, Hosts: []string{"localhost"}}},
+			rs := relaytest.Start(t, relay.Config{
+				Public: relay.PublicConfig{HTTPS: "127.0.0.1:0"},
+				TLS:    relay.TLSConfig{CertFile: certFile, KeyFile: keyFile},
+				Agents: []relay.AgentGrant{relaytest.Grant("nas", "tok", "localhost")},
 			}, log.With("role", "relay"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := rs.Listen(); err != nil {
-				t.Fatal(err)
-			}
-			relayDone := make(chan error, 1)
-			go func() { relayDone <- rs.Run(ctx) }()
 
 			ag, err := agent.New(agent.Config{
 				Relay: rs.TunnelAddr().String(), RelayFingerprint: rs.TunnelFingerprint(), Token: "tok", Transport: tr,
@@ -126,7 +113,6 @@ func TestChromiumSeesStashThroughTunnel(t *testing.T) {
 			defer func() {
 				cancel()
 				<-agentDone
-				<-relayDone
 				<-siteDone
 			}()
 			select {
