@@ -56,6 +56,18 @@ func newQUICSession(conn *quic.Conn) *quicSession { return &quicSession{conn: co
 
 func (s *quicSession) BytesReceived() uint64 { return s.conn.ConnectionStats().BytesReceived }
 
+// withServerName is tlsConf, naming the host of addr as the server when it
+// names none, so that the relay's certificate is checked against the name
+// the agent was given rather than the address it resolved to.
+func withServerName(tlsConf *tls.Config, addr string) *tls.Config {
+	if tlsConf.ServerName != "" {
+		return tlsConf
+	}
+	conf := tlsConf.Clone()
+	conf.ServerName, _, _ = net.SplitHostPort(addr)
+	return conf
+}
+
 // DialQUIC connects to a relay over QUIC. tlsConf must set NextProtos to ALPN.
 func DialQUIC(ctx context.Context, addr string, tlsConf *tls.Config) (Session, error) {
 	raddr, err := net.ResolveUDPAddr("udp", addr)
@@ -68,11 +80,7 @@ func DialQUIC(ctx context.Context, addr string, tlsConf *tls.Config) (Session, e
 	}
 	tr := &quic.Transport{Conn: withGRO(udp)}
 	closeTransport := func() { _ = errors.Join(tr.Close(), udp.Close()) }
-	if tlsConf.ServerName == "" {
-		tlsConf = tlsConf.Clone()
-		tlsConf.ServerName, _, _ = net.SplitHostPort(addr)
-	}
-	conn, err := tr.Dial(ctx, raddr, tlsConf, QUICConfig())
+	conn, err := tr.Dial(ctx, raddr, withServerName(tlsConf, addr), QUICConfig())
 	if err != nil {
 		closeTransport()
 		return nil, err

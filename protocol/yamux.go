@@ -98,11 +98,7 @@ func DialTCPCongestion(ctx context.Context, addr string, tlsConf *tls.Config, cc
 		return nil, err
 	}
 	raw := newBatchConn(c)
-	conf := tlsConf.Clone()
-	if conf.ServerName == "" {
-		conf.ServerName, _, _ = net.SplitHostPort(addr)
-	}
-	tc := tls.Client(raw, conf)
+	tc := tls.Client(raw, withServerName(tlsConf, addr))
 	if err := tc.HandshakeContext(ctx); err != nil {
 		c.Close()
 		return nil, err
