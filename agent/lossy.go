@@ -19,9 +19,10 @@ import (
 // it (66 %). The agent is the sender of every download, so it watches its
 // QUIC session's packet counts: when at least lossyShare of the packets sent
 // are declared lost in lossyChecks checks running, each with at least
-// lossyPacketsPerSecond × the check interval sent, it moves to TCP with BBR. On a clean path Cubic loses
-// next to nothing once past slow start (which may lose a burst once, in one
-// check), so a path that keeps losing is lossy, not merely busy.
+// lossyPacketsPerSecond × the check interval sent, it moves to TCP with BBR.
+// On a clean path Cubic loses next to nothing once past slow start (which
+// may lose a burst once, in one check), so a path that keeps losing is
+// lossy, not merely busy.
 const (
 	lossyShare  = 0.002
 	lossyChecks = 3
