@@ -53,6 +53,7 @@ func TestSessionConformance(t *testing.T) {
 		{"LargeTransfer", testLargeTransfer},
 		{"ManyStreams", testManyStreams},
 		{"CloseWhileBusy", testCloseWhileBusy},
+		{"CloseUnblocksWrite", testCloseUnblocksWrite},
 		{"ContextCancel", testContextCancel},
 		{"OpenAfterClose", testOpenAfterClose},
 	}
@@ -553,6 +554,35 @@ func testCloseWhileBusy(t *testing.T, p sessionPair) {
 	if err := wait(t, "second Close", result(o.Close), 5*time.Second); err != nil {
 		t.Logf("second Close: %v", err)
 	}
+}
+
+// testCloseUnblocksWrite closes a stream while another goroutine's Write
+// waits for the peer to read, as the agent does when its session ends during a
+// video the viewer has paused. The Write must fail at once, and must not wait
+// for the end of the session, nor hang once the session has ended.
+func testCloseUnblocksWrite(t *testing.T, p sessionPair) {
+	o, a := p.opener, p.acceptor
+	busyO, _ := streamPair(t, o, a) // the opener writes, nobody reads
+	writeO := writeUntilError(busyO)
+	time.Sleep(100 * time.Millisecond)
+	pending(t, "Write", writeO)
+	if err := wait(t, "stream Close", result(busyO.Close), 2*time.Second); err != nil {
+		t.Errorf("stream Close: %v", err)
+	}
+	select {
+	case err := <-writeO:
+		if err == nil {
+			t.Error("blocked Write returned no error")
+		}
+		return
+	case <-time.After(2 * time.Second):
+	}
+	// Still blocked: the session's end must release it.
+	o.Close()
+	if err := wait(t, "blocked Write after the stream's Close and the session's end", writeO, 5*time.Second); err == nil {
+		t.Error("blocked Write returned no error")
+	}
+	t.Error("stream Close left a blocked Write waiting for the peer")
 }
 
 func testContextCancel(t *testing.T, p sessionPair) {

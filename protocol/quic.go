@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 
 	"github.com/quic-go/quic-go"
 )
@@ -130,6 +131,10 @@ func (s *quicSession) TLS() tls.ConnectionState { return s.conn.ConnectionState(
 type quicStream struct {
 	*quic.Stream
 	sess *quicSession
+
+	mu      sync.Mutex
+	closed  bool // Close was called: later writes fail
+	writers int  // Writes in progress
 }
 
 var _ Stream = (*quicStream)(nil)
@@ -140,9 +145,36 @@ func (s *quicStream) RemoteAddr() net.Addr { return s.sess.conn.RemoteAddr() }
 // CloseWrite sends FIN; reading goes on.
 func (s *quicStream) CloseWrite() error { return s.Stream.Close() }
 
-// Close stops reading (the peer's writes fail at once) and sends FIN after pending data.
+func (s *quicStream) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return 0, net.ErrClosed
+	}
+	s.writers++
+	s.mu.Unlock()
+	n, err := s.Stream.Write(p)
+	s.mu.Lock()
+	s.writers--
+	s.mu.Unlock()
+	return n, err
+}
+
+// Close stops reading (the peer's writes fail at once) and sends FIN after
+// pending data. A Write still in progress in another goroutine (one waiting
+// for the peer to read, such as a paused video's) fails at once and the
+// stream is reset: quic-go's Close would leave that Write waiting for the
+// peer, and for good once the connection had ended.
 func (s *quicStream) Close() error {
 	s.Stream.CancelRead(quicStreamAborted)
+	s.mu.Lock()
+	s.closed = true
+	busy := s.writers > 0
+	s.mu.Unlock()
+	if busy {
+		s.Stream.CancelWrite(quicStreamAborted)
+		return nil
+	}
 	// quic-go's only error here says that the peer had already stopped reading;
 	// the stream is closed either way, as after the usual exchange where the peer
 	// closes first.

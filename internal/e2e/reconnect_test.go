@@ -42,6 +42,22 @@ func TestReconnect(t *testing.T) {
 			// After the session has been idle for a while, as a relay restart
 			// usually finds it: the agent then sends only keepalives.
 			t.Run("RelayRestartIdle", func(t *testing.T) { e.testRelayRestart(t, 8*time.Second) })
+			// A viewer paused a video: the agent's write of it waits for the
+			// relay to read. A relay restart, then a stop, must still go through.
+			t.Run("RelayRestartDuringPause", func(t *testing.T) {
+				defer e.pausedDownload(t)()
+				e.testRelayRestart(t, 0)
+			})
+			t.Run("AgentStopDuringPause", func(t *testing.T) {
+				defer e.pausedDownload(t)()
+				if err := e.agent.stop(syscall.SIGTERM); err != nil {
+					t.Fatalf("%v (it waits for a write no one will read)", err)
+				}
+				e.restartAgent()
+				if d, err := e.waitReady(reconnectBound + 5*time.Second); err != nil {
+					t.Fatalf("no 200 within %v of the agent's restart: %v", d.Round(time.Millisecond), err)
+				}
+			})
 			// A crashed agent sends nothing more: the relay must drop its
 			// session (heartbeat) and answer 503 instead of routing to it.
 			t.Run("AgentCrash", func(t *testing.T) {
@@ -117,5 +133,29 @@ func (e *env) checkServes(t *testing.T) {
 	n, err := io.Copy(io.Discard, res.Body)
 	if err != nil || res.StatusCode != http.StatusPartialContent || n != 8<<20 {
 		t.Errorf("8 MiB range after the restart: %d, %d bytes, %v", res.StatusCode, n, err)
+	}
+}
+
+// pausedDownload starts the large download, reads 1 MiB of it and stops
+// reading, as a browser does with a paused video, until the returned function
+// is called. It returns once the tunnel has had time to fill up behind it.
+func (e *env) pausedDownload(t *testing.T) (release func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.url("/files/large.bin"), nil)
+	res, err := e.client.Do(req)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	if _, err := io.CopyN(io.Discard, res.Body, 1<<20); err != nil {
+		cancel()
+		res.Body.Close()
+		t.Fatalf("reading the download's first MiB: %v", err)
+	}
+	time.Sleep(time.Second)
+	return func() {
+		cancel()
+		res.Body.Close()
 	}
 }
