@@ -141,19 +141,29 @@ func (e *env) checkServes(t *testing.T) {
 // is called. It returns once the tunnel has had time to fill up behind it.
 func (e *env) pausedDownload(t *testing.T) (release func()) {
 	t.Helper()
+	release = e.startPausedDownload(t)
+	time.Sleep(time.Second)
+	return release
+}
+
+// startPausedDownload is pausedDownload without the wait.
+func (e *env) startPausedDownload(t *testing.T) (release func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
+	start := time.Now()
+	timer := time.AfterFunc(10*time.Second, cancel) // the start must not hang
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.url("/files/large.bin"), nil)
 	res, err := e.client.Do(req)
 	if err != nil {
 		cancel()
-		t.Fatal(err)
+		t.Fatalf("starting a download: %v after %v", err, time.Since(start).Round(time.Millisecond))
 	}
 	if _, err := io.CopyN(io.Discard, res.Body, 1<<20); err != nil {
 		cancel()
 		res.Body.Close()
-		t.Fatalf("reading the download's first MiB: %v", err)
+		t.Fatalf("reading the download's first MiB: %v after %v", err, time.Since(start).Round(time.Millisecond))
 	}
-	time.Sleep(time.Second)
+	timer.Stop()
 	return func() {
 		cancel()
 		res.Body.Close()

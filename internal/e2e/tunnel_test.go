@@ -40,7 +40,28 @@ func TestTunnel(t *testing.T) {
 			t.Run("Streaming", e.testStreaming)
 			t.Run("Headers", e.testHeaders)
 			t.Run("Prefix", e.testPrefix)
+			t.Run("PausedVideos", e.testPausedVideos)
 		})
+	}
+}
+
+// testPausedVideos pauses several videos, whose data then waits in the
+// relay for viewers who do not read it, and loads a page meanwhile: what
+// waits for one viewer must not hold up the tunnel's other streams.
+func (e *env) testPausedVideos(t *testing.T) {
+	const videos = 8
+	for range videos {
+		defer e.startPausedDownload(t)()
+	}
+	time.Sleep(2 * time.Second) // the tunnel fills up behind them
+	for i := range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		start := time.Now()
+		status, _, err := e.get(ctx, "/", nil)
+		cancel()
+		if err != nil || status != http.StatusOK {
+			t.Fatalf("GET / %d with %d videos paused: %d, %v after %v", i, videos, status, err, time.Since(start).Round(time.Millisecond))
+		}
 	}
 }
 
