@@ -91,6 +91,7 @@ type fetch struct {
 	want     int64         // the expected length; 0 takes any
 	limit    time.Duration // stop after this long with errCapped; 0 never
 	progress *atomic.Int64 // counts bytes as they arrive; may be nil
+	rate     int64         // read no faster than this many bytes/s, as a video player does; 0 as fast as it comes
 }
 
 // download fetches path and discards the body in readSize reads.
@@ -111,6 +112,7 @@ func download(ctx context.Context, c *http.Client, t *target, path string, f fet
 	}
 	buf := make([]byte, readSize)
 	var n int64
+	start := time.Now()
 	for {
 		m, err := resp.Body.Read(buf)
 		n += int64(m)
@@ -122,6 +124,16 @@ func download(ctx context.Context, c *http.Client, t *target, path string, f fet
 		}
 		if err != nil {
 			return n, capped(ctx, dctx, err)
+		}
+		if f.rate > 0 {
+			due := time.Duration(float64(n) / float64(f.rate) * float64(time.Second))
+			if wait := due - time.Since(start); wait > 0 {
+				select {
+				case <-time.After(wait):
+				case <-dctx.Done():
+					return n, capped(ctx, dctx, dctx.Err())
+				}
+			}
 		}
 	}
 	if f.want > 0 && n != f.want {

@@ -27,6 +27,8 @@ const (
 	mS4Load50   = "s4.load50"
 	mS4Load99   = "s4.load99"
 	mS4Bulk     = "s4.bulk"
+	mS4View50   = "s4.view50"
+	mS4View99   = "s4.view99"
 	mS5Fresh    = "s5.fresh"
 	mS5Range    = "s5.range"
 	mS5Bounded  = "s5.bounded"
@@ -60,6 +62,8 @@ func metricsFor(p plan) []metric {
 		{id: mS4Load50, scenario: 4, label: fmt.Sprintf("during %d × %s downloads: p50", p.parallel, big), unit: "ms", prec: 3},
 		{id: mS4Load99, scenario: 4, label: "during downloads: p99", unit: "ms", prec: 3},
 		{id: mS4Bulk, scenario: 4, label: "the downloads' aggregate meanwhile", unit: "MB/s", prec: 0},
+		{id: mS4View50, scenario: 4, label: fmt.Sprintf("while %d viewers each read a video at %d MB/s: p50", p.parallel, viewerRate/1_000_000), unit: "ms", prec: 3},
+		{id: mS4View99, scenario: 4, label: "while viewers read: p99", unit: "ms", prec: 3},
 		{id: mS5Fresh, scenario: 5, label: fmt.Sprintf("fresh connection, GET 1 KiB (%d per run)", p.ttfbSamples), unit: "ms", prec: 3},
 		{id: mS5Bounded, scenario: 5, label: "fresh connection, 64 KiB Range at a random offset of " + big, unit: "ms", prec: 3},
 		{id: mS5Range, scenario: 5, label: "fresh connection, open Range (bytes=N-) at a random offset, abandoned after the first byte (a seek)", unit: "ms", prec: 3},

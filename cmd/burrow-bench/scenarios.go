@@ -89,11 +89,12 @@ func (b *bench) scenarioWrk(ctx context.Context, targets []*target) {
 }
 
 // scenarioInteractive is scenario 4: sequential small requests on one
-// keep-alive connection, idle and while parallel large downloads run.
+// keep-alive connection, idle, while parallel large downloads run as fast
+// as they can, and while as many viewers read a video each at viewerRate.
 func (b *bench) scenarioInteractive(ctx context.Context, targets []*target) {
 	b.eachRun(ctx, 4, targets, func(ctx context.Context, t *target) error {
 		// The downloads stop when the sequential requests are done.
-		ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 		defer cancel()
 		idle, err := b.sequential(ctx, t)
 		if err != nil {
@@ -102,52 +103,78 @@ func (b *bench) scenarioInteractive(ctx context.Context, targets []*target) {
 		b.rep.add(mS4Idle50, t.key, percentile(idle, 50))
 		b.rep.add(mS4Idle99, t.key, percentile(idle, 99))
 
-		// The downloads repeat until the measurement is over.
-		bulkCtx, stopBulk := context.WithCancel(ctx)
-		defer stopBulk()
-		bc := t.client(b.plan.parallel, true)
-		defer bc.CloseIdleConnections()
-		started := make([]atomic.Int64, b.plan.parallel) // bytes per download
-		var wg sync.WaitGroup
-		errs := make(chan error, b.plan.parallel)
-		for i := range b.plan.parallel {
-			wg.Go(func() {
-				for bulkCtx.Err() == nil {
-					_, err := download(bulkCtx, bc, t, bigFile, fetch{want: b.plan.bigSize, progress: &started[i]})
-					if err != nil && bulkCtx.Err() == nil {
-						errs <- err
-						return
-					}
-				}
-			})
-		}
-		// Measure only once every download is moving.
-		deadline := time.Now().Add(10 * time.Second)
-		for i := range started {
-			for started[i].Load() == 0 && time.Now().Before(deadline) {
-				time.Sleep(5 * time.Millisecond)
-			}
-		}
-		time.Sleep(200 * time.Millisecond)
-		before := sum(started)
-		start := time.Now()
-		loaded, err := b.sequential(ctx, t)
-		elapsed := time.Since(start)
-		moved := sum(started) - before
-		stopBulk()
-		wg.Wait()
-		close(errs)
-		if berr := <-errs; berr != nil {
-			return fmt.Errorf("download during the interactive test: %w", berr)
-		}
+		loaded, bulk, err := b.sequentialDuring(ctx, t, 0)
 		if err != nil {
-			return fmt.Errorf("under load: %w", err)
+			return err
 		}
 		b.rep.add(mS4Load50, t.key, percentile(loaded, 50))
 		b.rep.add(mS4Load99, t.key, percentile(loaded, 99))
-		b.rep.add(mS4Bulk, t.key, mbps(moved, elapsed))
+		b.rep.add(mS4Bulk, t.key, bulk)
+
+		viewing, _, err := b.sequentialDuring(ctx, t, viewerRate)
+		if err != nil {
+			return fmt.Errorf("viewers: %w", err)
+		}
+		b.rep.add(mS4View50, t.key, percentile(viewing, 50))
+		b.rep.add(mS4View99, t.key, percentile(viewing, 99))
 		return nil
 	})
+}
+
+// viewerRate is how fast a viewer of scenario 4 reads its video: a
+// 120 Mbit/s 4K file. What a viewer does not read yet waits in the proxy.
+const viewerRate = 15_000_000
+
+// sequentialDuring runs sequential while plan.parallel downloads of the big
+// file repeat, read at rate bytes/s each (0: as fast as they come), and
+// returns the latencies and the downloads' aggregate MB/s meanwhile.
+func (b *bench) sequentialDuring(ctx context.Context, t *target, rate int64) ([]time.Duration, float64, error) {
+	bulkCtx, stopBulk := context.WithCancel(ctx)
+	defer stopBulk()
+	bc := t.client(b.plan.parallel, true)
+	defer bc.CloseIdleConnections()
+	started := make([]atomic.Int64, b.plan.parallel) // bytes per download
+	var wg sync.WaitGroup
+	errs := make(chan error, b.plan.parallel)
+	for i := range b.plan.parallel {
+		wg.Go(func() {
+			for bulkCtx.Err() == nil {
+				_, err := download(bulkCtx, bc, t, bigFile, fetch{want: b.plan.bigSize, progress: &started[i], rate: rate})
+				if err != nil && bulkCtx.Err() == nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	// Measure only once every download is moving, and a paced one has
+	// filled what the path buffers ahead of its viewer.
+	deadline := time.Now().Add(10 * time.Second)
+	for i := range started {
+		for started[i].Load() == 0 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	settle := 200 * time.Millisecond
+	if rate > 0 {
+		settle = 2 * time.Second
+	}
+	time.Sleep(settle)
+	before := sum(started)
+	start := time.Now()
+	lat, err := b.sequential(ctx, t)
+	elapsed := time.Since(start)
+	moved := sum(started) - before
+	stopBulk()
+	wg.Wait()
+	close(errs)
+	if berr := <-errs; berr != nil {
+		return nil, 0, fmt.Errorf("download during the interactive test: %w", berr)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("under load: %w", err)
+	}
+	return lat, mbps(moved, elapsed), nil
 }
 
 func sum(xs []atomic.Int64) int64 {
