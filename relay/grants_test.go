@@ -1,8 +1,6 @@
 package relay_test
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -15,15 +13,6 @@ import (
 	"github.com/burrow-tunnel/burrow/relay"
 )
 
-func hashOf(t *testing.T, token string) [32]byte {
-	sum := sha256.Sum256([]byte(token))
-	h, err := relay.ParseTokenHash(hex.EncodeToString(sum[:]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h
-}
-
 func runRelay(t *testing.T, cfg relay.Config) *relay.Server {
 	t.Helper()
 	return relaytest.Start(t, cfg, testLogger(t, "relay"))
@@ -32,8 +21,8 @@ func runRelay(t *testing.T, cfg relay.Config) *relay.Server {
 // A wildcard grant does not let its agent take a name granted by name to another agent.
 func TestExactGrantBeatsWildcard(t *testing.T) {
 	s := runRelay(t, relay.Config{Agents: []relay.AgentGrant{
-		{Name: "wild", TokenSHA256: hashOf(t, "w"), Hosts: []string{"*.example.com"}},
-		{Name: "nas", TokenSHA256: hashOf(t, "n"), Hosts: []string{"stash.example.com"}},
+		relaytest.Grant("wild", "w", "*.example.com"),
+		relaytest.Grant("nas", "n", "stash.example.com"),
 	}})
 	_, welcomes := runAgent(t, s.TunnelAddr().String(), s.TunnelFingerprint(), "w", "tcp", []agent.Route{
 		{Host: "stash.example.com", Service: newEcho(t)},
@@ -59,7 +48,7 @@ func TestTrustedProxyRealIP(t *testing.T) {
 	defer origin.Close()
 	s := runRelay(t, relay.Config{
 		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
-		Agents:         []relay.AgentGrant{{Name: "nas", TokenSHA256: hashOf(t, "n"), Hosts: []string{"stash.example.com"}}},
+		Agents:         []relay.AgentGrant{relaytest.Grant("nas", "n", "stash.example.com")},
 	})
 	_, welcomes := runAgent(t, s.TunnelAddr().String(), s.TunnelFingerprint(), "n", "quic", []agent.Route{{Host: "stash.example.com", Service: origin.URL}})
 	<-welcomes

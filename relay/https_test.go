@@ -2,14 +2,11 @@ package relay_test
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"github.com/burrow-tunnel/burrow/internal/testutil"
 	"io"
 	"net"
 	"net/http"
@@ -19,6 +16,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/burrow-tunnel/burrow/internal/relaytest"
+	"github.com/burrow-tunnel/burrow/internal/testutil"
 
 	"github.com/coder/websocket"
 	"github.com/quic-go/quic-go"
@@ -35,8 +35,7 @@ import (
 func startPublicRelay(t *testing.T, cfg relay.Config, acme *relay.ACMETestOptions, p *pebble) *harness {
 	t.Helper()
 	const token = "test-token"
-	sum := sha256.Sum256([]byte(token))
-	hash, _ := relay.ParseTokenHash(hex.EncodeToString(sum[:]))
+	hash := relaytest.Grant("", token).TokenSHA256
 	for i := range cfg.Agents {
 		cfg.Agents[i].TokenSHA256 = hash
 	}

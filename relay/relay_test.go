@@ -2,8 +2,6 @@ package relay_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -17,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/burrow-tunnel/burrow/agent"
+	"github.com/burrow-tunnel/burrow/internal/relaytest"
 	"github.com/burrow-tunnel/burrow/protocol"
 	"github.com/burrow-tunnel/burrow/relay"
 )
@@ -59,13 +58,11 @@ func startRelayWith(t testing.TB, o relayOpts) *harness {
 	if o.acceptedToken == "" {
 		o.acceptedToken = o.token
 	}
-	sum := sha256.Sum256([]byte(o.acceptedToken))
-	hash, _ := relay.ParseTokenHash(hex.EncodeToString(sum[:]))
 	s, err := relay.New(relay.Config{
 		Tunnel:   relay.TunnelConfig{Listen: o.tunnel},
 		Public:   relay.PublicConfig{HTTP: o.http},
 		StateDir: o.state,
-		Agents:   []relay.AgentGrant{{Name: "nas", TokenSHA256: hash, Hosts: o.hosts}},
+		Agents:   []relay.AgentGrant{relaytest.Grant("nas", o.acceptedToken, o.hosts...)},
 	}, testLogger(t, "relay"))
 	if err != nil {
 		t.Fatal(err)
