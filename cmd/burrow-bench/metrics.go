@@ -16,6 +16,7 @@ type metric struct {
 const (
 	mS1MBps     = "s1.mbps"
 	mS1CPU      = "s1.cpu"
+	mS1Switch   = "s1.switch"
 	mS2MBps     = "s2.mbps"
 	mS2CPU      = "s2.cpu"
 	mS3RPS      = "s3.rps"
@@ -51,6 +52,7 @@ func metricsFor(p plan) []metric {
 	return []metric{
 		{id: mS1MBps, scenario: 1, label: "one " + big + " download", unit: "MB/s", prec: 0},
 		{id: mS1CPU, scenario: 1, label: "CPU per GiB moved (nginx proxy / relay+agent)", unit: "s", prec: 2},
+		{id: mS1Switch, scenario: 1, label: "context switches per GiB moved, thousands (nginx proxy / relay+agent)", unit: "k", prec: 0},
 		{id: mS2MBps, scenario: 2, label: fmt.Sprintf("%d × %s, aggregate", p.parallel, big), unit: "MB/s", prec: 0},
 		{id: mS2CPU, scenario: 2, label: "CPU per GiB moved (nginx proxy / relay+agent)", unit: "s", prec: 2},
 		{id: mS3RPS, scenario: 3, label: fmt.Sprintf("1 KiB, wrk -t2 -c50 -d%s: requests/s", p.wrkDuration), unit: "req/s", prec: 0},

@@ -212,6 +212,41 @@ func rssBytes(pids []int) int64 {
 	return sum
 }
 
+// contextSwitches is how often the threads of pids and their descendants
+// gave up a CPU, voluntarily (to wait) or not: each is a sleep and a
+// wake-up, which on a virtual machine can cost more than the work between.
+// Threads that ended meanwhile are not counted.
+func contextSwitches(pids []int) uint64 {
+	var sum uint64
+	for _, p := range withDescendants(pids) {
+		dir := "/proc/" + strconv.Itoa(p) + "/task"
+		tasks, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, t := range tasks {
+			if b, err := os.ReadFile(dir + "/" + t.Name() + "/status"); err == nil {
+				sum += parseSwitches(string(b))
+			}
+		}
+	}
+	return sum
+}
+
+// parseSwitches adds up the voluntary and involuntary context switches of
+// a /proc/PID/task/TID/status text.
+func parseSwitches(status string) uint64 {
+	var sum uint64
+	for _, line := range strings.Split(status, "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if ok && (k == "voluntary_ctxt_switches" || k == "nonvoluntary_ctxt_switches") {
+			n, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			sum += n
+		}
+	}
+	return sum
+}
+
 // freePort finds a port free on 127.0.0.1 for both TCP and UDP (the relay's
 // tunnel uses one number for QUIC and TLS).
 func freePort() (int, error) {

@@ -188,7 +188,7 @@ func (r *report) writeSetup(w *strings.Builder) {
 	fmt.Fprintf(w, "- **Burrow QUIC** / **Burrow TCP+yamux**: `%s relay` and `%s agent`, each its own process, started from config files the bench writes (pinned self-signed tunnel certificate, token from `burrow token new --json`); the agent has two routes, `%s` → the origin and `%s` → a websocket echo server in the bench process.\n",
 		r.opts.bin, r.opts.bin, filesHost, wsHost)
 	fmt.Fprintf(w, "- **Client**: Go net/http in the bench process (HTTP/1.1, bodies discarded in 256 KiB reads), and wrk for scenario 3. Everything shares the machine's %d CPUs: client, origin and proxy compete for them.\n", r.machine.cpus)
-	fmt.Fprintf(w, "- CPU is utime+stime from /proc/PID/stat of the proxy's processes (nginx master and workers, or relay plus agent) before and after; memory is VmRSS from /proc/PID/status. Before each scale test each proxy is restarted, so that its baseline is a fresh process.\n\n")
+	fmt.Fprintf(w, "- CPU is utime+stime from /proc/PID/stat of the proxy's processes (nginx master and workers, or relay plus agent) before and after; context switches are voluntary_ctxt_switches plus nonvoluntary_ctxt_switches of every thread (/proc/PID/task/TID/status), each a sleep and a wake-up; memory is VmRSS from /proc/PID/status. Before each scale test each proxy is restarted, so that its baseline is a fresh process.\n\n")
 }
 
 // targetRow is one line of the Targets section.

@@ -22,26 +22,27 @@ func transferTimeout(n int64) time.Duration {
 // proxy's CPU per GiB.
 func (b *bench) scenarioSingle(ctx context.Context, targets []*target) {
 	b.eachRun(ctx, 1, targets, func(ctx context.Context, t *target) error {
-		return b.bulk(ctx, t, 1, mS1MBps, mS1CPU)
+		return b.bulk(ctx, t, 1, mS1MBps, mS1CPU, mS1Switch)
 	})
 }
 
 // scenarioParallel is scenario 2: parallel large downloads, aggregate rate.
 func (b *bench) scenarioParallel(ctx context.Context, targets []*target) {
 	b.eachRun(ctx, 2, targets, func(ctx context.Context, t *target) error {
-		return b.bulk(ctx, t, b.plan.parallel, mS2MBps, mS2CPU)
+		return b.bulk(ctx, t, b.plan.parallel, mS2MBps, mS2CPU, "")
 	})
 }
 
 // bulk downloads the big file n times at once, each on its own connection,
-// and records the aggregate rate and the path's CPU seconds per GiB.
-func (b *bench) bulk(ctx context.Context, t *target, n int, rateID, cpuID string) error {
+// and records the aggregate rate, the path's CPU seconds per GiB and, when
+// switchID is set, its context switches per GiB.
+func (b *bench) bulk(ctx context.Context, t *target, n int, rateID, cpuID, switchID string) error {
 	ctx, cancel := context.WithTimeout(ctx, transferTimeout(int64(n)*b.plan.bigSize))
 	defer cancel()
 	c := t.client(n, true)
 	defer c.CloseIdleConnections()
 	pids := t.procs()
-	cpu0 := cpuSeconds(pids)
+	cpu0, sw0 := cpuSeconds(pids), contextSwitches(pids)
 	start := time.Now()
 	var total atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
@@ -54,7 +55,7 @@ func (b *bench) bulk(ctx context.Context, t *target, n int, rateID, cpuID string
 	}
 	err := g.Wait()
 	d := time.Since(start)
-	cpu1 := cpuSeconds(pids)
+	cpu1, sw1 := cpuSeconds(pids), contextSwitches(pids)
 	if err != nil {
 		return err
 	}
@@ -62,6 +63,9 @@ func (b *bench) bulk(ctx context.Context, t *target, n int, rateID, cpuID string
 	b.rep.add(rateID, t.key, mbps(moved, d))
 	if len(pids) > 0 {
 		b.rep.add(cpuID, t.key, (cpu1-cpu0)/(float64(moved)/gib))
+		if switchID != "" && sw1 >= sw0 {
+			b.rep.add(switchID, t.key, float64(sw1-sw0)/1000/(float64(moved)/gib))
+		}
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"testing"
 	"time"
 )
@@ -33,5 +34,26 @@ func TestSizeName(t *testing.T) {
 		if got := sizeName(n); got != want {
 			t.Errorf("sizeName(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+func TestParseSwitches(t *testing.T) {
+	status := "Name:\tburrow\nState:\tS (sleeping)\nvoluntary_ctxt_switches:\t1200\nnonvoluntary_ctxt_switches:\t34\nVmRSS:\t 1000 kB\n"
+	if got := parseSwitches(status); got != 1234 {
+		t.Errorf("parseSwitches = %d, want 1234", got)
+	}
+	if got := parseSwitches("Name:\tx\n"); got != 0 {
+		t.Errorf("parseSwitches without the fields = %d, want 0", got)
+	}
+}
+
+func TestContextSwitchesOfThisProcess(t *testing.T) {
+	self := []int{os.Getpid()}
+	before := contextSwitches(self)
+	for range 20 {
+		time.Sleep(time.Millisecond) // each sleep gives up the CPU
+	}
+	if after := contextSwitches(self); after < before+20 {
+		t.Errorf("context switches went from %d to %d over 20 sleeps, want at least 20 more", before, after)
 	}
 }
