@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -54,6 +55,7 @@ func TestSessionConformance(t *testing.T) {
 		{"ManyStreams", testManyStreams},
 		{"CloseWhileBusy", testCloseWhileBusy},
 		{"CloseUnblocksWrite", testCloseUnblocksWrite},
+		{"AbortStopsPeer", testAbortStopsPeer},
 		{"ContextCancel", testContextCancel},
 		{"OpenAfterClose", testOpenAfterClose},
 	}
@@ -583,6 +585,45 @@ func testCloseUnblocksWrite(t *testing.T, p sessionPair) {
 		t.Error("blocked Write returned no error")
 	}
 	t.Error("stream Close left a blocked Write waiting for the peer")
+}
+
+// testAbortStopsPeer aborts a stream while the peer writes to it at 64 MB/s,
+// as the relay does when a viewer seeks away from a video the agent is
+// sending. The peer's writes must fail before it has pushed more than a
+// little more into the tunnel; a FIN alone would let it go on as long as its
+// flow-control credit lasts (16 MiB).
+func testAbortStopsPeer(t *testing.T, p sessionPair) {
+	ost, ast := streamPair(t, p.opener, p.acceptor)
+	var wrote atomic.Int64
+	writeErr := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := ast.Write(buf)
+			wrote.Add(int64(n))
+			if err != nil {
+				writeErr <- err
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	if _, err := io.ReadFull(ost, make([]byte, 1<<20)); err != nil {
+		t.Fatalf("reading the first MiB: %v", err)
+	}
+	ost.Abort()
+	at := wrote.Load()
+	select {
+	case <-writeErr:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the peer's writes still succeeded 10 s after Abort")
+	}
+	if after := wrote.Load() - at; after >= 8<<20 {
+		t.Errorf("the peer wrote %d MiB after Abort, want under 8", after>>20)
+	}
+	if _, err := ost.Read(make([]byte, 1)); err == nil {
+		t.Error("Read after Abort succeeded")
+	}
 }
 
 func testContextCancel(t *testing.T, p sessionPair) {

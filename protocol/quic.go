@@ -145,6 +145,10 @@ func (s *quicStream) RemoteAddr() net.Addr { return s.sess.conn.RemoteAddr() }
 // CloseWrite sends FIN; reading goes on.
 func (s *quicStream) CloseWrite() error { return s.Stream.Close() }
 
+// Abort is Close: a QUIC stream can stop the peer's writes (STOP_SENDING) and
+// still deliver its own.
+func (s *quicStream) Abort() { _ = s.Close() }
+
 func (s *quicStream) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	if s.closed {

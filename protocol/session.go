@@ -11,6 +11,12 @@ import (
 type Stream interface {
 	net.Conn
 	CloseWrite() error
+	// Abort ends both directions at once, for a reader that gives up on what
+	// it receives (a viewer seeks away from the video that was playing): the
+	// peer's writes fail now instead of filling the tunnel with bytes nobody
+	// will read, and what this side wrote that the peer has not read yet may
+	// be lost. Close delivers what was written.
+	Abort()
 }
 
 // Session is one multiplexed connection between an agent and a relay.

@@ -30,8 +30,9 @@ func YamuxConfig() *yamux.Config {
 
 // yamuxResetDelay is how long after Close a yamux stream is reset. yamux has no
 // stream reset in its API: a stream closed while the peer still sends is reset
-// by yamux's close timer. Short, so that a browser leaving a live transcode stops
-// the transcode at home at once.
+// by yamux's close timer. Long enough for the peer to read what was written
+// just before Close (the agent's status for a service it cannot reach), short
+// enough that a peer still sending stops soon. Abort resets at once.
 const yamuxResetDelay = 500 * time.Millisecond
 
 type yamuxSession struct {
@@ -186,8 +187,26 @@ func (s *yamuxStream) Close() error {
 	return err
 }
 
-// Read reports a read that Close cut short as net.ErrClosed rather than yamux's timeout.
+// Abort sends FIN and has yamux reset the stream right after it: the peer's
+// writes fail as soon as the reset arrives. yamux has no stop-sending signal,
+// so a reset is the only way to stop them, and it also drops what the peer
+// had not read yet.
+func (s *yamuxStream) Abort() {
+	s.closed.Store(true)
+	_ = s.sess.closeStream(s.Stream, yamuxAbortDelay)
+	s.Stream.SetReadDeadline(time.Now())
+}
+
+// yamuxAbortDelay is the shortest close timer yamux arms (zero means none).
+const yamuxAbortDelay = time.Nanosecond
+
+// Read reports a read that Close cut short as net.ErrClosed rather than
+// yamux's timeout, and fails after Close as net.Conn's Read does: yamux
+// would still hand over what it had buffered.
 func (s *yamuxStream) Read(b []byte) (int, error) {
+	if s.closed.Load() {
+		return 0, net.ErrClosed
+	}
 	n, err := s.Stream.Read(b)
 
 	if err != nil && s.closed.Load() && errors.Is(err, yamux.ErrTimeout) {

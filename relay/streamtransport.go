@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/burrow-tunnel/burrow/protocol"
 )
 
 // streamTransport carries the requests that have no body and may be sent
@@ -76,10 +78,10 @@ func (t *streamTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // exchange sends req on sc and reads the answer's head. answered reports
 // whether any byte of an answer arrived.
 func (t *streamTransport) exchange(ctx context.Context, host string, sc *streamConn, req *http.Request, reused bool) (_ *http.Response, answered bool, _ error) {
-	stop := context.AfterFunc(ctx, func() { sc.conn.Close() })
+	stop := context.AfterFunc(ctx, func() { abort(sc.conn) })
 	fail := func(err error) (*http.Response, bool, error) {
 		stop()
-		sc.conn.Close()
+		abort(sc.conn)
 		if ctx.Err() != nil {
 			return nil, answered, ctx.Err()
 		}
@@ -153,9 +155,21 @@ func (b *streamBody) Close() error {
 			b.t.put(b.host, b.sc)
 			return
 		}
-		b.sc.conn.Close()
+		abort(b.sc.conn)
 	})
 	return nil
+}
+
+// abort ends a tunnel stream whose answer is no longer wanted: the agent
+// stops sending at once (see protocol.Stream.Abort) instead of pushing the
+// rest of a video through the tunnel ahead of the next answer, as after a
+// seek. A connection that is not a tunnel stream is closed.
+func abort(c net.Conn) {
+	if st, ok := c.(protocol.Stream); ok {
+		st.Abort()
+		return
+	}
+	c.Close()
 }
 
 // get pops the most recently idled stream of host, if any.
