@@ -1,0 +1,122 @@
+package relay
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/burrow-tunnel/burrow/protocol"
+)
+
+// An agent that cannot reach its service answers the stream with that status
+// and closes it. Over QUIC its close also tells the relay to stop sending,
+// and when that arrives before the relay has written the request, the write
+// fails first. The relay must still report the agent's status (the visitor
+// gets the "service not answering" page), not the failed write (a tunnel
+// error page).
+func TestStatusBeforeRequestIsWritten(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	relaySide, agentSide := quicSessions(t, ctx)
+
+	agentDone := make(chan error, 1)
+	go func() {
+		st, err := agentSide.AcceptStream(ctx)
+		if err != nil {
+			agentDone <- err
+			return
+		}
+		defer st.Close()
+		if _, err := protocol.ReadStreamHeader(st); err != nil {
+			agentDone <- err
+			return
+		}
+		agentDone <- protocol.WriteStatus(st, protocol.StatusServiceUnreachable, "connection refused")
+	}()
+
+	tr := &streamTransport{idleTimeout: time.Minute, maxIdle: 1, dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		st, err := relaySide.OpenStream(ctx)
+		if err != nil {
+			return nil, err
+		}
+		hdr, _ := protocol.StreamHeader{Kind: protocol.KindHTTP, RouteID: 1}.AppendBinary(nil)
+		if _, err := st.Write(hdr); err != nil {
+			return nil, err
+		}
+		if err := <-agentDone; err != nil {
+			return nil, err
+		}
+		// Wait until the agent's stop-sending has arrived: from then on a
+		// write fails.
+		for {
+			if _, err := st.Write(nil); err != nil {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(time.Millisecond):
+			}
+		}
+		return &statusConn{Stream: st}, nil
+	}}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://r1.route.invalid/", nil)
+	resp, err := tr.RoundTrip(req)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatal("RoundTrip succeeded, want the agent's status")
+	}
+	var st *protocol.StatusError
+	if !errors.As(err, &st) || st.Code != protocol.StatusServiceUnreachable {
+		t.Errorf("RoundTrip: %v, want the agent's service-unreachable status", err)
+	}
+}
+
+// quicSessions is a QUIC session over loopback: the relay's side and the agent's.
+func quicSessions(t *testing.T, ctx context.Context) (relaySide, agentSide protocol.Session) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "relay.test"},
+		DNSNames: []string{"relay.test"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	l, err := protocol.Listen("127.0.0.1:0", &tls.Config{
+		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
+		NextProtos:   []string{protocol.ALPN},
+	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	agentSide, err = protocol.DialQUIC(ctx, l.Addr().String(), &tls.Config{RootCAs: pool, ServerName: "relay.test", NextProtos: []string{protocol.ALPN}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { agentSide.Close() })
+	relaySide, err = l.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { relaySide.Close() })
+	return relaySide, agentSide
+}
