@@ -2,16 +2,10 @@ package relay
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
-	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"testing"
@@ -84,31 +78,26 @@ func TestStatusBeforeRequestIsWritten(t *testing.T) {
 	}
 }
 
-// quicSessions is a QUIC session over loopback: the relay's side and the agent's.
+// quicSessions is a QUIC session over loopback: the relay's side, with the
+// relay's self-signed identity, and the agent's, which trusts it.
 func quicSessions(t *testing.T, ctx context.Context) (relaySide, agentSide protocol.Session) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cert, err := LoadTunnelCertificate(TunnelConfig{}, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "relay.test"},
-		DNSNames: []string{"relay.test"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, _ := x509.ParseCertificate(der)
 	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	l, err := protocol.Listen("127.0.0.1:0", &tls.Config{
-		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
-		NextProtos:   []string{protocol.ALPN},
-	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	pool.AddCert(leaf)
+	l, err := protocol.Listen("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	agentSide, err = protocol.DialQUIC(ctx, l.Addr().String(), &tls.Config{RootCAs: pool, ServerName: "relay.test", NextProtos: []string{protocol.ALPN}})
+	agentSide, err = protocol.DialQUIC(ctx, l.Addr().String(), &tls.Config{RootCAs: pool, ServerName: leaf.DNSNames[0], NextProtos: []string{protocol.ALPN}})
 	if err != nil {
 		t.Fatal(err)
 	}
