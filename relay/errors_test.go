@@ -2,6 +2,7 @@ package relay_test
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -80,6 +81,35 @@ func TestErrorPages(t *testing.T) {
 			code, body = status(t, h.public+"/", "nobody.example.org")
 			if code != http.StatusNotFound || !strings.Contains(body, "nobody.example.org") {
 				t.Errorf("unknown host: %d %q", code, body)
+			}
+		})
+	}
+}
+
+// A request with a body (Stash's GraphQL is all POSTs) to a service that is
+// down gets the service-down page too. The agent answers that status and
+// closes the stream while the relay is still sending the body, and the
+// failed write must not hide the status behind a tunnel error.
+func TestServiceDownPageForRequestWithBody(t *testing.T) {
+	for _, tr := range []string{"quic", "tcp"} {
+		t.Run(tr, func(t *testing.T) {
+			h := startRelay(t, []string{"down.example.com"})
+			ln, _ := net.Listen("tcp", "127.0.0.1:0")
+			dead := "http://" + ln.Addr().String()
+			ln.Close()
+			startAgent(t, h, tr, []agent.Route{{Host: "down.example.com", Service: dead, AllowUnauthenticated: true}})
+			for i := range 30 {
+				req, _ := http.NewRequest(http.MethodPost, h.public+"/graphql", strings.NewReader(strings.Repeat("x", 100_000)))
+				req.Host = "down.example.com"
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "not answering") {
+					t.Fatalf("POST %d: %d %.200q, want 502 and the service-down page", i, resp.StatusCode, body)
+				}
 			}
 		})
 	}

@@ -89,12 +89,36 @@ type statusConn struct {
 }
 
 func (c *statusConn) Read(p []byte) (int, error) {
-	c.once.Do(func() { c.err = protocol.ReadStatus(c.Stream) })
+	c.once.Do(c.readStatus)
 	if c.err != nil {
 		return 0, c.err
 	}
 	return c.Stream.Read(p)
 }
+
+func (c *statusConn) readStatus() { c.err = protocol.ReadStatus(c.Stream) }
+
+// Write reports the agent's refusal of the stream when that is why a write
+// failed. An agent that cannot reach its service writes that status and
+// closes the stream; over QUIC the close also stops the relay's writes, and
+// can fail one before anything read the status. The visitor then gets the
+// page for a service that is down rather than a tunnel error.
+func (c *statusConn) Write(p []byte) (int, error) {
+	n, err := c.Stream.Write(p)
+	if err != nil {
+		_ = c.Stream.SetReadDeadline(time.Now().Add(statusWait))
+		c.once.Do(c.readStatus)
+		var st *protocol.StatusError
+		if errors.As(c.err, &st) {
+			return n, st
+		}
+	}
+	return n, err
+}
+
+// statusWait bounds the wait for the agent's status after a failed write:
+// a status, if any, came before the close that failed the write.
+const statusWait = time.Second
 
 // rewrite sets the outgoing request's URL and forwarded headers (DESIGN.md's table).
 func (s *Server) rewrite(pr *httputil.ProxyRequest) {

@@ -88,10 +88,10 @@ func (t *streamTransport) exchange(ctx context.Context, host string, sc *streamC
 		return nil, answered, err
 	}
 	if err := req.Write(sc.bw); err != nil {
-		return fail(agentStatus(sc, reused, err))
+		return fail(err)
 	}
 	if err := sc.bw.Flush(); err != nil {
-		return fail(agentStatus(sc, reused, err))
+		return fail(err)
 	}
 	if _, err := sc.br.Peek(1); err != nil {
 		return fail(err)
@@ -118,27 +118,6 @@ func (t *streamTransport) exchange(ctx context.Context, host string, sc *streamC
 		reuse: !resp.Close && resp.ProtoAtLeast(1, 1) && resp.StatusCode != http.StatusSwitchingProtocols}
 	return resp, true, nil
 }
-
-// agentStatus returns the agent's refusal of a new stream, when that is why
-// writing the request failed, and err otherwise. An agent that cannot reach
-// its service writes that status and closes the stream; over QUIC the close
-// also stops the relay's writes, and can do so before the request is written.
-func agentStatus(sc *streamConn, reused bool, err error) error {
-	if reused {
-		return err // its status was read with its first answer
-	}
-	_ = sc.conn.SetReadDeadline(time.Now().Add(statusWait))
-	_, perr := sc.br.Peek(1)
-	var st *protocol.StatusError
-	if errors.As(perr, &st) {
-		return st
-	}
-	return err
-}
-
-// statusWait bounds the wait for a status after a failed write: the status,
-// if any, came before the stop that failed the write.
-const statusWait = time.Second
 
 // maxInformational bounds the 1xx answers read before the real one.
 const maxInformational = 8
