@@ -56,6 +56,7 @@ func TestSessionConformance(t *testing.T) {
 		{"CloseWhileBusy", testCloseWhileBusy},
 		{"CloseUnblocksWrite", testCloseUnblocksWrite},
 		{"AbortStopsPeer", testAbortStopsPeer},
+		{"AbortFailsRead", testAbortFailsRead},
 		{"ContextCancel", testContextCancel},
 		{"OpenAfterClose", testOpenAfterClose},
 	}
@@ -623,6 +624,22 @@ func testAbortStopsPeer(t *testing.T, p sessionPair) {
 	}
 	if _, err := ost.Read(make([]byte, 1)); err == nil {
 		t.Error("Read after Abort succeeded")
+	}
+}
+
+// testAbortFailsRead aborts a stream while a Read waits on it, as the relay
+// does when a visitor's request ends while the answer is still coming. The
+// Read must fail, not report the end of the stream: a proxy would take the
+// answer cut short for a whole one. Several rounds, as the two can race.
+func testAbortFailsRead(t *testing.T, p sessionPair) {
+	for range 10 {
+		ost, _ := streamPair(t, p.opener, p.acceptor)
+		readErr := readOne(ost)
+		time.Sleep(5 * time.Millisecond) // the Read is waiting
+		ost.Abort()
+		if err := wait(t, "Read during Abort", readErr, 5*time.Second); err == nil || errors.Is(err, io.EOF) {
+			t.Fatalf("Read during Abort: %v, want an error other than EOF", err)
+		}
 	}
 }
 

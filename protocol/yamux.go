@@ -134,7 +134,9 @@ func (s *yamuxSession) AcceptStream(ctx context.Context) (Stream, error) {
 	if err != nil {
 		return nil, s.mapErr(err)
 	}
-	return &yamuxStream{Stream: st, sess: s}, nil
+	ys := &yamuxStream{Stream: st, sess: s}
+	ys.acked.Store(true) // accepting sends the acknowledgement
+	return ys, nil
 }
 
 func (s *yamuxSession) mapErr(err error) error {
@@ -170,6 +172,7 @@ type yamuxStream struct {
 	*yamux.Stream
 	sess   *yamuxSession
 	closed atomic.Bool // Close was called
+	acked  atomic.Bool // the peer has acknowledged the stream: it was accepted here, or data came
 }
 
 var _ Stream = (*yamuxStream)(nil)
@@ -190,26 +193,37 @@ func (s *yamuxStream) Close() error {
 // Abort sends FIN and has yamux reset the stream right after it: the peer's
 // writes fail as soon as the reset arrives. yamux has no stop-sending signal,
 // so a reset is the only way to stop them, and it also drops what the peer
-// had not read yet.
+// had not read yet. A stream the peer has not acknowledged yet is closed as
+// by Close instead: yamux forgets a stream it resets before the
+// acknowledgement arrives, and then keeps its record of the unacknowledged
+// stream for the session's lifetime.
 func (s *yamuxStream) Abort() {
 	s.closed.Store(true)
-	_ = s.sess.closeStream(s.Stream, yamuxAbortDelay)
 	s.Stream.SetReadDeadline(time.Now())
+	delay := yamuxAbortDelay
+	if !s.acked.Load() {
+		delay = yamuxResetDelay
+	}
+	_ = s.sess.closeStream(s.Stream, delay)
 }
 
 // yamuxAbortDelay is the shortest close timer yamux arms (zero means none).
 const yamuxAbortDelay = time.Nanosecond
 
-// Read reports a read that Close cut short as net.ErrClosed rather than
-// yamux's timeout, and fails after Close as net.Conn's Read does: yamux
-// would still hand over what it had buffered.
+// Read reports a read that Close or Abort cut short as net.ErrClosed, as
+// net.Conn's Read does, rather than as yamux's timeout or as the end of the
+// stream: a reader must not take an answer cut short for a whole one. It
+// fails after Close too, where yamux would still hand over what it had
+// buffered.
 func (s *yamuxStream) Read(b []byte) (int, error) {
 	if s.closed.Load() {
 		return 0, net.ErrClosed
 	}
 	n, err := s.Stream.Read(b)
-
-	if err != nil && s.closed.Load() && errors.Is(err, yamux.ErrTimeout) {
+	if n > 0 {
+		s.acked.Store(true) // data comes after the acknowledgement
+	}
+	if err != nil && s.closed.Load() {
 		err = net.ErrClosed
 	}
 	return n, err
