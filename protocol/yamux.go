@@ -183,12 +183,7 @@ func (s *yamuxStream) CloseWrite() error { return s.sess.closeStream(s.Stream, 0
 // Close sends FIN, has yamux reset the stream after yamuxResetDelay unless the
 // peer ends its side first, and unblocks local reads at once. After CloseWrite,
 // yamux sends nothing more: the peer learns of the Close only when it ends its side.
-func (s *yamuxStream) Close() error {
-	s.closed.Store(true)
-	err := s.sess.closeStream(s.Stream, yamuxResetDelay)
-	s.Stream.SetReadDeadline(time.Now())
-	return err
-}
+func (s *yamuxStream) Close() error { return s.end(yamuxResetDelay) }
 
 // Abort sends FIN and has yamux reset the stream right after it: the peer's
 // writes fail as soon as the reset arrives. yamux has no stop-sending signal,
@@ -198,13 +193,20 @@ func (s *yamuxStream) Close() error {
 // acknowledgement arrives, and then keeps its record of the unacknowledged
 // stream for the session's lifetime.
 func (s *yamuxStream) Abort() {
+	if !s.acked.Load() {
+		_ = s.end(yamuxResetDelay)
+		return
+	}
+	_ = s.end(yamuxAbortDelay)
+}
+
+// end marks the stream closed, fails local reads at once (before the reset
+// can end a waiting one as if the stream had ended), and sends FIN with
+// yamux's reset armed after reset.
+func (s *yamuxStream) end(reset time.Duration) error {
 	s.closed.Store(true)
 	s.Stream.SetReadDeadline(time.Now())
-	delay := yamuxAbortDelay
-	if !s.acked.Load() {
-		delay = yamuxResetDelay
-	}
-	_ = s.sess.closeStream(s.Stream, delay)
+	return s.sess.closeStream(s.Stream, reset)
 }
 
 // yamuxAbortDelay is the shortest close timer yamux arms (zero means none).
