@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/burrow-tunnel/burrow/protocol"
+	"github.com/burrow-tunnel/burrow/protocol/transport"
 )
 
 // stableAfter is how long a session must last for the backoff to start over.
@@ -85,7 +86,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	b := newBackoff()
 	a.log.Info("connecting to relay", "relay", a.cfg.Relay, "transport", a.cfg.Transport)
 	if a.cfg.Transport != TransportTCP {
-		if advice := protocol.UDPBufferAdvice(); advice != "" {
+		if advice := transport.UDPBufferAdvice(); advice != "" {
 			a.log.Warn("QUIC may be slow: " + advice)
 		}
 	}

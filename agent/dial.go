@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/burrow-tunnel/burrow/protocol"
+	"github.com/burrow-tunnel/burrow/protocol/transport"
 )
 
 const (
@@ -84,13 +85,13 @@ func (a *Agent) dial(ctx context.Context) (protocol.Session, error) {
 	case TransportQUIC:
 		ctx, cancel := context.WithTimeout(ctx, quicDialTimeout)
 		defer cancel()
-		return protocol.DialQUIC(ctx, a.cfg.Relay, a.tls)
+		return transport.DialQUIC(ctx, a.cfg.Relay, a.tls)
 	case TransportTCP:
-		return protocol.DialTCP(ctx, a.cfg.Relay, a.tls)
+		return transport.DialTCP(ctx, a.cfg.Relay, a.tls)
 	}
 	if cc, ok := a.lossyTCP(); ok {
 		tctx, cancel := context.WithTimeout(ctx, lossyDialTimeout)
-		s, err := protocol.DialTCPCongestion(tctx, a.cfg.Relay, a.tls, cc)
+		s, err := transport.DialTCPCongestion(tctx, a.cfg.Relay, a.tls, cc)
 		cancel()
 		if err == nil {
 			return s, nil
@@ -102,7 +103,7 @@ func (a *Agent) dial(ctx context.Context) (protocol.Session, error) {
 		a.tcpFailed()
 	}
 	qctx, cancel := context.WithTimeout(ctx, quicFallbackAfter)
-	s, qerr := protocol.DialQUIC(qctx, a.cfg.Relay, a.tls)
+	s, qerr := transport.DialQUIC(qctx, a.cfg.Relay, a.tls)
 	cancel()
 	if qerr == nil {
 		return s, nil
@@ -110,7 +111,7 @@ func (a *Agent) dial(ctx context.Context) (protocol.Session, error) {
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	s, terr := protocol.DialTCP(ctx, a.cfg.Relay, a.tls)
+	s, terr := transport.DialTCP(ctx, a.cfg.Relay, a.tls)
 	if terr != nil {
 		return nil, fmt.Errorf("quic: %w; tcp: %w", qerr, terr)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/burrow-tunnel/burrow/protocol"
+	"github.com/burrow-tunnel/burrow/protocol/transport"
 )
 
 // Moving off a lossy path (transport auto only).
@@ -106,7 +107,7 @@ func watchLoss(ctx context.Context, log *slog.Logger, sess protocol.PathStatser,
 // only TCP with BBR does better there (TCP with Cubic collapses just the
 // same), so it needs BBR, on the socket or as the system's default.
 func lossyFallback() (cc string, err error) {
-	if err := protocol.CongestionUsable(lossyCC); err != nil {
+	if err := transport.CongestionUsable(lossyCC); err != nil {
 		return "", fmt.Errorf("%w (load it with `modprobe tcp_bbr`, or set `sysctl net.ipv4.tcp_congestion_control=bbr`)", err)
 	}
 	return lossyCC, nil

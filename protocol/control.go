@@ -87,11 +87,10 @@ type Welcome struct {
 
 // Reject codes.
 const (
-	RejectBadToken    = "invalid_token"
-	RejectVersion     = "unsupported_version"
-	RejectBadHello    = "bad_hello"
-	RejectNoRoutes    = "no_routes"
-	RejectServerError = "server_error"
+	RejectBadToken = "invalid_token"
+	RejectVersion  = "unsupported_version"
+	RejectBadHello = "bad_hello"
+	RejectNoRoutes = "no_routes"
 )
 
 // Reject is the relay's answer to a Hello it refuses.
@@ -109,14 +108,14 @@ func (e *RejectError) Error() string {
 	return fmt.Sprintf("relay refused the agent: %s: %s", e.Reject.Code, e.Reject.Message)
 }
 
-// Heartbeat is the body of MsgPing and MsgPong.
+// heartbeat is the body of MsgPing and MsgPong.
 //
 // The agent pings every Welcome.HeartbeatMillis and the relay answers; either
 // side that hears nothing for HeartbeatMisses periods ends the session. The
 // padding keeps each ping's packet large enough (over 42 bytes) that a relay
 // restarted under a QUIC agent answers it with a stateless reset: the agent
 // then reconnects at once instead of after the QUIC idle timeout.
-type Heartbeat struct {
+type heartbeat struct {
 	Seq uint64 `json:"seq"`
 	Pad string `json:"pad,omitempty"`
 }
@@ -129,9 +128,9 @@ const HeartbeatMisses = 3
 
 const heartbeatPad = "................................................"
 
-// WriteHeartbeat writes a padded ping or pong.
-func WriteHeartbeat(w io.Writer, t MsgType, seq uint64) error {
-	return WriteMessage(w, t, &Heartbeat{Seq: seq, Pad: heartbeatPad})
+// writeHeartbeat writes a padded ping or pong.
+func writeHeartbeat(w io.Writer, t MsgType, seq uint64) error {
+	return WriteMessage(w, t, &heartbeat{Seq: seq, Pad: heartbeatPad})
 }
 
 const frameHeaderSize = 5

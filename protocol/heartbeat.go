@@ -27,7 +27,7 @@ func KeepAlive(ctx context.Context, sess Session, ctrl Stream, period time.Durat
 	write := func(t MsgType, seq uint64) error {
 		wmu.Lock()
 		defer wmu.Unlock()
-		return WriteHeartbeat(ctrl, t, seq)
+		return writeHeartbeat(ctrl, t, seq)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -48,7 +48,7 @@ func KeepAlive(ctx context.Context, sess Session, ctrl Stream, period time.Durat
 			if t != MsgPing {
 				continue
 			}
-			var hb Heartbeat
+			var hb heartbeat
 			if err := json.Unmarshal(body, &hb); err != nil {
 				failed <- fmt.Errorf("protocol: bad heartbeat: %w", err)
 				return

@@ -2,60 +2,121 @@ package protocol_test
 
 import (
 	"context"
+	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/burrow-tunnel/burrow/protocol"
 )
 
-// keepAlivePair opens a control stream from a to b and runs a's KeepAlive.
-func keepAlivePair(t *testing.T, period time.Duration) (b protocol.Session, bctrl protocol.Stream, done <-chan error) {
-	a, b := pipePair(t)
-	actrl, bctrl := streamPair(t, a, b)
-	errc := make(chan error, 1)
-	go func() { errc <- protocol.KeepAlive(t.Context(), a, actrl, period) }()
-	return b, bctrl, errc
+// pipeStream is one end of an in-memory stream: KeepAlive only reads and
+// writes its control stream and closes it when done.
+type pipeStream struct{ net.Conn }
+
+func (pipeStream) CloseWrite() error { return nil }
+func (s pipeStream) Abort()          { _ = s.Close() }
+
+// fakeSession is the part of a Session that KeepAlive reads: the count of
+// bytes that arrived from the peer on any stream.
+type fakeSession struct {
+	protocol.Session
+	received atomic.Uint64
 }
 
-// A peer that sends nothing at all is declared gone after HeartbeatMisses periods.
+func (s *fakeSession) BytesReceived() uint64 { return s.received.Load() }
+
+// keepAlivePair runs KeepAlive for a session whose control stream's other
+// end is returned; done gets KeepAlive's result.
+func keepAlivePair(t *testing.T, period time.Duration) (sess *fakeSession, peer net.Conn, done <-chan error) {
+	a, b := net.Pipe()
+	t.Cleanup(func() { a.Close(); b.Close() })
+	sess = &fakeSession{}
+	errc := make(chan error, 1)
+	go func() { errc <- protocol.KeepAlive(t.Context(), sess, pipeStream{a}, period) }()
+	return sess, b, errc
+}
+
+// A peer that sends nothing at all is declared gone after HeartbeatMisses
+// periods, and not before.
 func TestKeepAliveSilentPeer(t *testing.T) {
-	const period = 50 * time.Millisecond
-	_, _, done := keepAlivePair(t, period)
-	select {
-	case err := <-done:
+	synctest.Test(t, func(t *testing.T) {
+		const period = 2 * time.Second
+		_, peer, done := keepAlivePair(t, period)
+		go drain(peer) // takes the pings, answers none
+		start := time.Now()
+		err := <-done
 		if err == nil || !strings.Contains(err.Error(), "nothing received") {
-			t.Errorf("KeepAlive returned %v", err)
+			t.Fatalf("KeepAlive returned %v", err)
 		}
-	case <-time.After(20 * period):
-		t.Fatal("a silent peer was not noticed")
-	}
+		took := time.Since(start)
+		limit := protocol.HeartbeatMisses * period
+		if took <= limit || took > limit+period {
+			t.Errorf("a silent peer was declared gone after %v, want just past %v", took, limit)
+		}
+	})
 }
 
 // A peer whose heartbeats are stuck behind its data (a saturated uplink) is
 // alive as long as the data arrives.
 func TestKeepAliveDataCountsAsLife(t *testing.T) {
-	const period = 50 * time.Millisecond
-	b, _, done := keepAlivePair(t, period)
-	ctx, cancel := context.WithTimeout(t.Context(), 15*period)
-	defer cancel()
-	st, err := b.OpenStream(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	tick := time.NewTicker(period / 2)
-	defer tick.Stop()
-	for {
+	synctest.Test(t, func(t *testing.T) {
+		const period = 2 * time.Second
+		sess, peer, done := keepAlivePair(t, period)
+		go drain(peer)
+		ctx, cancel := context.WithTimeout(t.Context(), 10*protocol.HeartbeatMisses*period)
+		defer cancel()
+		tick := time.NewTicker(period / 2)
+		defer tick.Stop()
+		for {
+			select {
+			case err := <-done:
+				t.Fatalf("KeepAlive gave up on a peer that sends data: %v", err)
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				sess.received.Add(64 << 10) // video bytes on another stream
+			}
+		}
+	})
+}
+
+// A peer that answers pings is alive with no data at all.
+func TestKeepAlivePongsCountAsLife(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const period = 2 * time.Second
+		sess, peer, done := keepAlivePair(t, period)
+		go func() {
+			// Answer each ping with a pong, and count the pong's bytes as
+			// the session would.
+			for {
+				mt, body, err := protocol.ReadFrame(peer)
+				if err != nil {
+					return
+				}
+				if mt == protocol.MsgPing {
+					if err := protocol.WriteMessage(peer, protocol.MsgPong, struct{}{}); err != nil {
+						return
+					}
+					sess.received.Add(uint64(len(body)))
+				}
+			}
+		}()
 		select {
 		case err := <-done:
-			t.Fatalf("KeepAlive gave up on a peer that sends data: %v", err)
-		case <-ctx.Done():
+			t.Fatalf("KeepAlive gave up on a peer that answers: %v", err)
+		case <-time.After(10 * protocol.HeartbeatMisses * period):
+		}
+	})
+}
+
+func drain(c net.Conn) {
+	buf := make([]byte, 4096)
+	for {
+		if _, err := c.Read(buf); err != nil {
 			return
-		case <-tick.C:
-			if _, err := st.Write([]byte("video bytes")); err != nil {
-				t.Fatal(err)
-			}
 		}
 	}
 }

@@ -4,7 +4,8 @@
 //
 //  1. The agent dials the relay: QUIC, or TCP+TLS with yamux on top, both with
 //     the ALPN protocol "burrow/1". Either way it gets a Session: a set of
-//     bidirectional byte streams.
+//     bidirectional byte streams. The transports themselves live in
+//     protocol/transport; this package is the format on top of them.
 //  2. The agent opens the first stream, the control stream, and writes a Hello
 //     (protocol version, features, token, agent name, routes). The relay
 //     answers Welcome (session id, accepted and refused routes with their
@@ -13,7 +14,11 @@
 //     endian), JSON body; a length above MaxMessageSize is an error before
 //     anything is allocated.
 //  3. The control stream stays open for the session's life: when either side
-//     closes it, the session is over.
+//     closes it, the session is over. It carries the heartbeat (KeepAlive):
+//     MsgPing and MsgPong frames whose JSON body is {"seq": n, "pad": "…"},
+//     padded so that a relay restarted under a QUIC agent answers a ping with
+//     a stateless reset. A side that receives nothing at all — no heartbeat,
+//     no data on any stream — for HeartbeatMisses periods ends the session.
 //  4. For each public connection the relay opens a data stream and writes a
 //     StreamHeader (magic, version, kind, route id, client address); then the
 //     raw bytes follow. The agent dials the route's service and writes one
@@ -21,7 +26,8 @@
 //     service's bytes. The relay may pipeline its request bytes behind the
 //     header without waiting for the status.
 //
-// This package imports no HTTP: everything above it is transport-blind.
+// This package imports only the standard library and no HTTP: everything
+// above it is transport-blind.
 package protocol
 
 import "errors"

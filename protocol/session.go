@@ -40,38 +40,22 @@ type Session interface {
 	BytesReceived() uint64
 }
 
-// Flow-control and liveness settings shared by both transports.
-//
-// A stream window caps one stream's throughput at window/RTT: yamux's default
-// 256 KiB allows ~20 Mbit/s at 100 ms. 16 MiB per stream allows ~1.3 Gbit/s at
-// 100 ms, enough for any home uplink; memory is only used when a reader falls
-// behind.
-//
-// QUIC also caps what a connection's streams hold unread together. Data a
-// paused video's viewer does not read waits in the relay and counts against
-// that cap; once it is used up, no stream of the tunnel moves, and the whole
-// site hangs until a viewer reads. So the connection window is not a flow
-// control: it is a memory cap, open from the start (quic-go would otherwise
-// grow it only while the reader keeps up), and sixteen full stream windows
-// wide. yamux has no such cap at all. Measured with four viewers reading
-// 15 MB/s each, a page's p99 was 150–220 ms under the old 64 MiB cap that
-// started at 2 MiB, against 11–16 ms with this one; eight paused videos
-// stalled every other request.
-const (
-	StreamWindow        = 16 << 20
-	ConnectionWindow    = 16 * StreamWindow
-	initialStreamWindow = 1 << 20
-	initialConnWindow   = ConnectionWindow
-	// KeepAlivePeriod is the yamux ping period. TCP learns of a dead relay
-	// process from the kernel; a partition shows within KeepAlivePeriod plus
-	// IdleTimeout.
-	KeepAlivePeriod = 10 * time.Second
-	// QUICKeepAlivePeriod is short because UDP has no kernel-level close: the
-	// agent learns of a restarted relay (by its stateless reset) on its next packet.
-	QUICKeepAlivePeriod = 2 * time.Second
-	IdleTimeout         = 30 * time.Second
-	// QUICIdleTimeout declares a silent QUIC session dead.
-	QUICIdleTimeout      = 15 * time.Second
-	HandshakeTimeout     = 10 * time.Second
-	maxConcurrentStreams = 1 << 16
-)
+// PathStats is what a session knows of its network path.
+type PathStats struct {
+	// PacketsSent counts every packet sent, retransmissions included.
+	PacketsSent uint64
+	// PacketsLost counts the packets declared lost (it can fall back when a
+	// packet declared lost arrives after all).
+	PacketsLost uint64
+	SmoothedRTT time.Duration
+}
+
+// PathStatser is a session that reports PathStats: QUIC sessions do; on the
+// TCP transport the kernel keeps such counts to itself.
+type PathStatser interface {
+	PathStats() PathStats
+}
+
+// HandshakeTimeout bounds a transport's handshake and the Hello/Welcome
+// exchange on the control stream; keepalives carry liveness after it.
+const HandshakeTimeout = 10 * time.Second

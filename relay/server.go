@@ -21,7 +21,7 @@ import (
 	"github.com/quic-go/quic-go/http3"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/burrow-tunnel/burrow/protocol"
+	"github.com/burrow-tunnel/burrow/protocol/transport"
 )
 
 // Server is a relay.
@@ -33,7 +33,7 @@ type Server struct {
 	transport *streamTransport
 	cert      tls.Certificate
 
-	tunnel   *protocol.Listener
+	tunnel   *transport.Listener
 	httpLn   net.Listener
 	httpSrv  *http.Server
 	listened bool
@@ -94,7 +94,7 @@ func (s *Server) Listen() (err error) {
 		}
 	}
 	if s.cfg.Public.HTTPS != "" {
-		if s.httpsLn, s.httpsUDP, err = protocol.ListenSamePort(s.cfg.Public.HTTPS); err != nil {
+		if s.httpsLn, s.httpsUDP, err = transport.ListenSamePort(s.cfg.Public.HTTPS); err != nil {
 			return fmt.Errorf("public.https: %w", err)
 		}
 	}
@@ -108,7 +108,7 @@ func (s *Server) Listen() (err error) {
 	if err != nil {
 		return fmt.Errorf("tunnel key: %w", err)
 	}
-	tl, err := protocol.ListenConfig{
+	tl, err := transport.ListenConfig{
 		TLS:       &tls.Config{Certificates: []tls.Certificate{s.cert}, GetCertificate: s.tunnelCertificate},
 		Log:       s.log,
 		ResetSeed: seed,
@@ -201,7 +201,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.public.start(ctx); err != nil {
 		s.log.Error("certificate management did not start", "err", err)
 	}
-	if advice := protocol.UDPBufferAdvice(); advice != "" {
+	if advice := transport.UDPBufferAdvice(); advice != "" {
 		s.log.Warn("QUIC tunnel and HTTP/3 may be slow: " + advice)
 	}
 	s.log.Info("relay listening", "tunnel", s.tunnel.Addr().String(), "http", addrString(s.HTTPAddr()),

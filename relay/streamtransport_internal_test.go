@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/burrow-tunnel/burrow/protocol"
+	"github.com/burrow-tunnel/burrow/protocol/transport"
 )
 
 // An agent that cannot reach its service answers the stream with that status
@@ -92,12 +93,12 @@ func quicSessions(t *testing.T, ctx context.Context) (relaySide, agentSide proto
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(leaf)
-	l, err := protocol.Listen("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}}, slog.New(slog.DiscardHandler))
+	l, err := transport.Listen("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	agentSide, err = protocol.DialQUIC(ctx, l.Addr().String(), &tls.Config{RootCAs: pool, ServerName: leaf.DNSNames[0], NextProtos: []string{protocol.ALPN}})
+	agentSide, err = transport.DialQUIC(ctx, l.Addr().String(), &tls.Config{RootCAs: pool, ServerName: leaf.DNSNames[0], NextProtos: []string{protocol.ALPN}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,14 +16,14 @@ import (
 	"github.com/burrow-tunnel/burrow/internal/origin"
 	"github.com/burrow-tunnel/burrow/internal/testutil"
 	"github.com/burrow-tunnel/burrow/internal/wanemu"
-	"github.com/burrow-tunnel/burrow/protocol"
+	"github.com/burrow-tunnel/burrow/protocol/transport"
 )
 
 // An agent on transport auto stays on QUIC over a clean 40 ms link under a
 // download, and moves to TCP with BBR once the link starts losing 1 % of its
 // packets, while the tunnel keeps serving.
 func TestLossyPathSwitch(t *testing.T) {
-	if err := protocol.CongestionUsable("bbr"); err != nil {
+	if err := transport.CongestionUsable("bbr"); err != nil {
 		t.Fatalf("this test needs BBR (modprobe tcp_bbr): %v", err)
 	}
 	const (

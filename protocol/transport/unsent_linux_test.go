@@ -1,4 +1,4 @@
-package protocol
+package transport
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/burrow-tunnel/burrow/protocol"
 	"golang.org/x/sys/unix"
 )
 
@@ -29,7 +30,7 @@ func TestTunnelSocketsCapUnsent(t *testing.T) {
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(leaf)
-	d, err := DialTCP(ctx, l.Addr().String(), &tls.Config{RootCAs: roots, ServerName: "batch.test", NextProtos: []string{ALPN}})
+	d, err := DialTCP(ctx, l.Addr().String(), &tls.Config{RootCAs: roots, ServerName: "batch.test", NextProtos: []string{protocol.ALPN}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,14 +40,14 @@ func TestTunnelSocketsCapUnsent(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	for name, sess := range map[string]Session{"dialer": d, "listener": s} {
+	for name, sess := range map[string]protocol.Session{"dialer": d, "listener": s} {
 		if got := notSentLowat(t, sess); got != tunnelUnsent {
 			t.Errorf("%s: TCP_NOTSENT_LOWAT = %d, want %d", name, got, tunnelUnsent)
 		}
 	}
 }
 
-func notSentLowat(t *testing.T, s Session) int {
+func notSentLowat(t *testing.T, s protocol.Session) int {
 	t.Helper()
 	ys, ok := s.(*yamuxSession)
 	if !ok {

@@ -1,4 +1,4 @@
-package protocol_test
+package transport_test
 
 import (
 	"context"
@@ -15,10 +15,11 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/burrow-tunnel/burrow/protocol"
+	"github.com/burrow-tunnel/burrow/protocol/transport"
 )
 
 func TestListenerCloseIdempotent(t *testing.T) {
-	l, err := protocol.Listen("127.0.0.1:0", serverTLS(), testLogger(t))
+	l, err := transport.Listen("127.0.0.1:0", serverTLS(), testLogger(t))
 	if err != nil {
 		t.Fatalf("Listen: %v", err)
 	}
@@ -61,13 +62,13 @@ func TestListenerCloseIdempotent(t *testing.T) {
 
 // TestListenConfigDefaults: a ListenConfig without a logger or reset seed works.
 func TestListenConfigDefaults(t *testing.T) {
-	l, err := protocol.ListenConfig{TLS: serverTLS()}.Listen("127.0.0.1:0")
+	l, err := transport.ListenConfig{TLS: serverTLS()}.Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("Listen: %v", err)
 	}
 	t.Cleanup(func() { l.Close() })
 	ctx := shortCtx(t, 10*time.Second)
-	q, err := protocol.DialQUIC(ctx, l.Addr().String(), clientTLS())
+	q, err := transport.DialQUIC(ctx, l.Addr().String(), clientTLS())
 	if err != nil {
 		t.Fatalf("DialQUIC: %v", err)
 	}
@@ -95,7 +96,7 @@ func TestListenerAcceptHonoursContext(t *testing.T) {
 func TestListenSamePort(t *testing.T) {
 	for _, addr := range []string{"127.0.0.1:0", ":0"} {
 		t.Run(addr, func(t *testing.T) {
-			l, err := protocol.Listen(addr, serverTLS(), testLogger(t))
+			l, err := transport.Listen(addr, serverTLS(), testLogger(t))
 			if err != nil {
 				t.Fatalf("Listen(%q): %v", addr, err)
 			}
@@ -107,12 +108,12 @@ func TestListenSamePort(t *testing.T) {
 			target := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 			ctx := shortCtx(t, 10*time.Second)
 
-			q, err := protocol.DialQUIC(ctx, target, clientTLS())
+			q, err := transport.DialQUIC(ctx, target, clientTLS())
 			if err != nil {
 				t.Fatalf("DialQUIC %s: %v", target, err)
 			}
 			closeOnCleanup(t, q)
-			y, err := protocol.DialTCP(ctx, target, clientTLS())
+			y, err := transport.DialTCP(ctx, target, clientTLS())
 			if err != nil {
 				t.Fatalf("DialTCP %s: %v", target, err)
 			}
@@ -148,7 +149,7 @@ func TestListenUDPPortTaken(t *testing.T) {
 		} else {
 			tl.Close()
 		}
-		l, err := protocol.Listen(addr, serverTLS(), testLogger(t))
+		l, err := transport.Listen(addr, serverTLS(), testLogger(t))
 		if err == nil {
 			l.Close()
 			udp.Close()
@@ -238,7 +239,7 @@ func TestDialTCPRequiresALPN(t *testing.T) {
 		io.Copy(io.Discard, c)
 		return nil
 	})
-	s, err := protocol.DialTCP(shortCtx(t, 10*time.Second), tl.Addr().String(), clientTLS())
+	s, err := transport.DialTCP(shortCtx(t, 10*time.Second), tl.Addr().String(), clientTLS())
 	if err == nil {
 		s.Close()
 		t.Error("DialTCP to a server without the burrow ALPN succeeded")
@@ -252,7 +253,7 @@ func TestDialTCPRequiresALPN(t *testing.T) {
 // TestListenerCloseDuringHandshake: a TCP client that never finishes its TLS
 // handshake does not hold up Close for the handshake timeout.
 func TestListenerCloseDuringHandshake(t *testing.T) {
-	l, err := protocol.Listen("127.0.0.1:0", serverTLS(), testLogger(t))
+	l, err := transport.Listen("127.0.0.1:0", serverTLS(), testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,18 +276,18 @@ func TestListenerCloseDuringHandshake(t *testing.T) {
 // TestListenerCloseEndsUndelivered: sessions that completed their handshake but
 // were never accepted are closed by Listener.Close, and their agents notice.
 func TestListenerCloseEndsUndelivered(t *testing.T) {
-	l, err := protocol.Listen("127.0.0.1:0", serverTLS(), testLogger(t))
+	l, err := transport.Listen("127.0.0.1:0", serverTLS(), testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
 	ctx := shortCtx(t, 10*time.Second)
-	q, err := protocol.DialQUIC(ctx, l.Addr().String(), clientTLS())
+	q, err := transport.DialQUIC(ctx, l.Addr().String(), clientTLS())
 	if err != nil {
 		t.Fatalf("DialQUIC: %v", err)
 	}
 	closeOnCleanup(t, q)
-	y, err := protocol.DialTCP(ctx, l.Addr().String(), clientTLS())
+	y, err := transport.DialTCP(ctx, l.Addr().String(), clientTLS())
 	if err != nil {
 		t.Fatalf("DialTCP: %v", err)
 	}
@@ -303,19 +304,19 @@ func TestListenerCloseEndsUndelivered(t *testing.T) {
 // Listener.Close on both transports (they are the caller's to close), so a
 // relay can stop taking agents and still drain the ones it has.
 func TestListenerCloseKeepsSessions(t *testing.T) {
-	l, err := protocol.Listen("127.0.0.1:0", serverTLS(), testLogger(t))
+	l, err := transport.Listen("127.0.0.1:0", serverTLS(), testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
 	ctx := shortCtx(t, 10*time.Second)
-	q, err := protocol.DialQUIC(ctx, l.Addr().String(), clientTLS())
+	q, err := transport.DialQUIC(ctx, l.Addr().String(), clientTLS())
 	if err != nil {
 		t.Fatalf("DialQUIC: %v", err)
 	}
 	closeOnCleanup(t, q)
 	relayQ := acceptOne(t, l)
-	y, err := protocol.DialTCP(ctx, l.Addr().String(), clientTLS())
+	y, err := transport.DialTCP(ctx, l.Addr().String(), clientTLS())
 	if err != nil {
 		t.Fatalf("DialTCP: %v", err)
 	}
@@ -364,7 +365,7 @@ func TestListenerCloseKeepsSessions(t *testing.T) {
 // expects: not the address it resolved to.
 func TestDialServerNameFromAddress(t *testing.T) {
 	cert, pool := makeCert([]string{"localhost"}, nil) // a name, no address
-	l, err := protocol.ListenConfig{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}.Listen("127.0.0.1:0")
+	l, err := transport.ListenConfig{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}.Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -372,7 +373,7 @@ func TestDialServerNameFromAddress(t *testing.T) {
 	_, port, _ := net.SplitHostPort(l.Addr().String())
 	addr := net.JoinHostPort("localhost", port)
 	for name, dial := range map[string]func(context.Context, string, *tls.Config) (protocol.Session, error){
-		"quic": protocol.DialQUIC, "tcp": protocol.DialTCP,
+		"quic": transport.DialQUIC, "tcp": transport.DialTCP,
 	} {
 		conf := &tls.Config{RootCAs: pool, NextProtos: []string{protocol.ALPN}}
 		s, err := dial(shortCtx(t, 10*time.Second), addr, conf)

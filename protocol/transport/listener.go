@@ -1,4 +1,4 @@
-package protocol
+package transport
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/burrow-tunnel/burrow/protocol"
 	"github.com/quic-go/quic-go"
 )
 
@@ -24,7 +25,7 @@ type Listener struct {
 	ql   *quic.Listener
 	tls  *tls.Config
 	log  *slog.Logger
-	out  chan Session
+	out  chan protocol.Session
 	done chan struct{}
 	wg   sync.WaitGroup
 
@@ -42,7 +43,7 @@ type Listener struct {
 }
 
 // Listen opens the tunnel listener. tlsConf must carry the relay's certificate;
-// its NextProtos is set to ALPN. With port 0, one free port number is picked
+// its NextProtos is set to protocol.ALPN. With port 0, one free port number is picked
 // for both UDP and TCP.
 func Listen(addr string, tlsConf *tls.Config, log *slog.Logger) (*Listener, error) {
 	return ListenConfig{TLS: tlsConf, Log: log}.Listen(addr)
@@ -66,7 +67,7 @@ func (lc ListenConfig) Listen(addr string) (*Listener, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	tlsConf = tlsConf.Clone()
-	tlsConf.NextProtos = []string{ALPN}
+	tlsConf.NextProtos = []string{protocol.ALPN}
 	tlsConf.MinVersion = tls.VersionTLS13
 
 	tcp, udp, err := ListenSamePort(addr)
@@ -86,7 +87,7 @@ func (lc ListenConfig) Listen(addr string) (*Listener, error) {
 	}
 	l := &Listener{
 		tcp: tcp, udp: udp, tr: tr, ql: ql, tls: tlsConf, log: log,
-		out:  make(chan Session),
+		out:  make(chan protocol.Session),
 		done: make(chan struct{}),
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
@@ -125,7 +126,7 @@ func (l *Listener) Addr() net.Addr { return l.tcp.Addr() }
 
 // Accept waits for the next authenticated-transport session (the Burrow
 // handshake on its control stream is the caller's job).
-func (l *Listener) Accept(ctx context.Context) (Session, error) {
+func (l *Listener) Accept(ctx context.Context) (protocol.Session, error) {
 	select {
 	case s := <-l.out:
 		return s, nil
@@ -136,7 +137,7 @@ func (l *Listener) Accept(ctx context.Context) (Session, error) {
 	}
 }
 
-func (l *Listener) deliver(s Session) {
+func (l *Listener) deliver(s protocol.Session) {
 	select {
 	case l.out <- s:
 	case <-l.done:
@@ -188,20 +189,20 @@ func (l *Listener) handshakeTCP(c net.Conn) {
 	defer l.wg.Done()
 	raw := newBatchConn(c)
 	tc := tls.Server(raw, l.tls)
-	ctx, cancel := context.WithTimeout(l.ctx, HandshakeTimeout)
+	ctx, cancel := context.WithTimeout(l.ctx, protocol.HandshakeTimeout)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
 		l.log.Debug("tunnel tls handshake failed", "remote", c.RemoteAddr(), "err", err)
 		c.Close()
 		return
 	}
-	if p := tc.ConnectionState().NegotiatedProtocol; p != ALPN {
-		l.log.Debug("tunnel client without burrow ALPN", "remote", c.RemoteAddr(), "alpn", p)
+	if p := tc.ConnectionState().NegotiatedProtocol; p != protocol.ALPN {
+		l.log.Debug("tunnel client without burrow protocol.ALPN", "remote", c.RemoteAddr(), "alpn", p)
 		c.Close()
 		return
 	}
 	tb := newTLSBatch(tc, raw)
-	s, err := NewYamuxSession(tb, false)
+	s, err := newYamuxSession(tb, false)
 	if err != nil {
 		tb.Close()
 		return

@@ -1,4 +1,4 @@
-package protocol_test
+package transport_test
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/burrow-tunnel/burrow/protocol"
+	"github.com/burrow-tunnel/burrow/protocol/transport"
 )
 
 // testCert is a self-signed certificate for "localhost" and 127.0.0.1, made once per test binary.
@@ -72,9 +73,9 @@ func testLogger(t testing.TB) *slog.Logger {
 }
 
 // listen opens a Listener on a free loopback port, closed when the test ends.
-func listen(t testing.TB) *protocol.Listener {
+func listen(t testing.TB) *transport.Listener {
 	t.Helper()
-	l, err := protocol.Listen("127.0.0.1:0", serverTLS(), testLogger(t))
+	l, err := transport.Listen("127.0.0.1:0", serverTLS(), testLogger(t))
 	if err != nil {
 		t.Fatalf("Listen: %v", err)
 	}
@@ -99,7 +100,7 @@ func closeOnCleanup(t testing.TB, s protocol.Session) {
 }
 
 // acceptOne waits for one session on l.
-func acceptOne(t testing.TB, l *protocol.Listener) protocol.Session {
+func acceptOne(t testing.TB, l *transport.Listener) protocol.Session {
 	t.Helper()
 	s, err := l.Accept(shortCtx(t, 10*time.Second))
 	if err != nil {
@@ -112,7 +113,7 @@ func acceptOne(t testing.TB, l *protocol.Listener) protocol.Session {
 // quicPair is a QUIC session over loopback UDP: the agent side from DialQUIC, the relay side from Listen.
 func quicPair(t testing.TB) (dialer, listener protocol.Session) {
 	l := listen(t)
-	d, err := protocol.DialQUIC(shortCtx(t, 10*time.Second), l.Addr().String(), clientTLS())
+	d, err := transport.DialQUIC(shortCtx(t, 10*time.Second), l.Addr().String(), clientTLS())
 	if err != nil {
 		t.Fatalf("DialQUIC: %v", err)
 	}
@@ -123,7 +124,7 @@ func quicPair(t testing.TB) (dialer, listener protocol.Session) {
 // tcpPair is a yamux session over TLS over loopback TCP.
 func tcpPair(t testing.TB) (dialer, listener protocol.Session) {
 	l := listen(t)
-	d, err := protocol.DialTCP(shortCtx(t, 10*time.Second), l.Addr().String(), clientTLS())
+	d, err := transport.DialTCP(shortCtx(t, 10*time.Second), l.Addr().String(), clientTLS())
 	if err != nil {
 		t.Fatalf("DialTCP: %v", err)
 	}
@@ -134,12 +135,12 @@ func tcpPair(t testing.TB) (dialer, listener protocol.Session) {
 // pipePair is a yamux session over an in-memory net.Pipe.
 func pipePair(t testing.TB) (dialer, listener protocol.Session) {
 	c1, c2 := net.Pipe()
-	d, err := protocol.NewYamuxSession(c1, true)
+	d, err := transport.NewYamuxSession(c1, true)
 	if err != nil {
 		t.Fatalf("NewYamuxSession(client): %v", err)
 	}
 	closeOnCleanup(t, d)
-	s, err := protocol.NewYamuxSession(c2, false)
+	s, err := transport.NewYamuxSession(c2, false)
 	if err != nil {
 		t.Fatalf("NewYamuxSession(server): %v", err)
 	}

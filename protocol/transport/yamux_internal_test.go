@@ -1,4 +1,4 @@
-package protocol
+package transport
 
 import (
 	"net"
@@ -8,6 +8,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/burrow-tunnel/burrow/protocol"
 	"github.com/hashicorp/yamux"
 )
 
@@ -19,12 +20,12 @@ import (
 func TestAbortBeforeAckLeavesNoRecord(t *testing.T) {
 	c1, c2 := net.Pipe()
 	gate := make(chan struct{}) // holds back what the acceptor sends
-	opener, err := NewYamuxSession(c1, true)
+	opener, err := newYamuxSession(c1, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer opener.Close()
-	acceptor, err := NewYamuxSession(&gatedConn{Conn: c2, open: gate}, false)
+	acceptor, err := newYamuxSession(&gatedConn{Conn: c2, open: gate}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +39,7 @@ func TestAbortBeforeAckLeavesNoRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Accepting queues the acknowledgement, then waits for it to be sent.
-	accepted := make(chan Stream, 1)
+	accepted := make(chan protocol.Stream, 1)
 	go func() {
 		peer, err := acceptor.AcceptStream(t.Context())
 		if err != nil {
@@ -75,7 +76,7 @@ func (g *gatedConn) Write(p []byte) (int, error) {
 }
 
 // unacked is the size of yamux's table of streams opened and not yet
-// acknowledged (Session.inflight), read under the session's own lock.
+// acknowledged (protocol.Session.inflight), read under the session's own lock.
 func unacked(s *yamux.Session) int {
 	v := reflect.ValueOf(s).Elem()
 	mu := (*sync.Mutex)(unsafe.Pointer(v.FieldByName("streamLock").UnsafeAddr()))

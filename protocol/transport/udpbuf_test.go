@@ -1,17 +1,17 @@
-package protocol_test
+package transport_test
 
 import (
 	"os"
 	"strings"
 	"testing"
 
-	"github.com/burrow-tunnel/burrow/protocol"
+	"github.com/burrow-tunnel/burrow/protocol/transport"
 )
 
 // As root the privileged setting always succeeds; otherwise the advice, when
 // given, must name the sysctl that fixes it.
 func TestUDPBufferAdvice(t *testing.T) {
-	advice := protocol.UDPBufferAdvice()
+	advice := transport.UDPBufferAdvice()
 	if os.Geteuid() == 0 && advice != "" {
 		t.Errorf("root got advice: %s", advice)
 	}

@@ -1,4 +1,4 @@
-package protocol_test
+package transport_test
 
 import (
 	"bufio"
@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/burrow-tunnel/burrow/protocol"
+	"github.com/burrow-tunnel/burrow/protocol/transport"
 )
 
 // peerEnv makes the test binary a receiving peer for
@@ -41,9 +42,9 @@ func BenchmarkStreamThroughputTwoProcesses(b *testing.B) {
 				err error
 			)
 			if name == "quic" {
-				s, err = protocol.DialQUIC(ctx, addr, tlsConf)
+				s, err = transport.DialQUIC(ctx, addr, tlsConf)
 			} else {
-				s, err = protocol.DialTCP(ctx, addr, tlsConf)
+				s, err = transport.DialTCP(ctx, addr, tlsConf)
 			}
 			if err != nil {
 				b.Fatal(err)
@@ -166,7 +167,7 @@ func runPeer() int {
 		return 1
 	}
 	cert, _ := testCert()
-	l, err := protocol.Listen("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}}, slog.New(slog.DiscardHandler))
+	l, err := transport.Listen("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return fail(err)
 	}

@@ -1,4 +1,4 @@
-package protocol
+package transport
 
 import (
 	"context"
@@ -12,17 +12,18 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/burrow-tunnel/burrow/protocol"
 	"github.com/hashicorp/yamux"
 )
 
-// YamuxConfig returns the yamux configuration both sides use.
-func YamuxConfig() *yamux.Config {
+// yamuxConfig returns the yamux configuration both sides use.
+func yamuxConfig() *yamux.Config {
 	c := yamux.DefaultConfig()
 	c.AcceptBacklog = 4096
 	c.EnableKeepAlive = true
-	c.KeepAliveInterval = KeepAlivePeriod
-	c.ConnectionWriteTimeout = IdleTimeout
-	c.MaxStreamWindowSize = StreamWindow
+	c.KeepAliveInterval = keepAlivePeriod
+	c.ConnectionWriteTimeout = idleTimeout
+	c.MaxStreamWindowSize = streamWindow
 	c.StreamCloseTimeout = yamuxResetDelay
 	c.LogOutput = io.Discard
 	return c
@@ -39,7 +40,7 @@ type yamuxSession struct {
 	s    *yamux.Session
 	conn net.Conn
 
-	// yamux uses one Stream.Close for both our CloseWrite and Close, and arms the
+	// yamux uses one protocol.Stream.Close for both our CloseWrite and Close, and arms the
 	// reset timer with conf.StreamCloseTimeout, which it reads there and nowhere
 	// else. closeMu makes that field right for each call: zero (no reset: a
 	// half-closed stream stays readable until the peer ends its side) under
@@ -51,14 +52,14 @@ type yamuxSession struct {
 	in *countingConn // what yamux reads from
 }
 
-var _ Session = (*yamuxSession)(nil)
+var _ protocol.Session = (*yamuxSession)(nil)
 
-// NewYamuxSession runs yamux over conn; client is true on the side that dialed.
-func NewYamuxSession(conn net.Conn, client bool) (Session, error) {
+// newYamuxSession runs yamux over conn; client is true on the side that dialed.
+func newYamuxSession(conn net.Conn, client bool) (protocol.Session, error) {
 	var (
 		s    *yamux.Session
 		err  error
-		conf = YamuxConfig()
+		conf = yamuxConfig()
 	)
 	in := &countingConn{Conn: conn}
 	if client {
@@ -75,16 +76,16 @@ func NewYamuxSession(conn net.Conn, client bool) (Session, error) {
 	return &yamuxSession{s: s, conn: conn, conf: conf, in: in}, nil
 }
 
-// DialTCP connects to a relay over TCP+TLS and runs yamux on top. tlsConf must set NextProtos to ALPN.
-func DialTCP(ctx context.Context, addr string, tlsConf *tls.Config) (Session, error) {
+// DialTCP connects to a relay over TCP+TLS and runs yamux on top. tlsConf must set NextProtos to protocol.ALPN.
+func DialTCP(ctx context.Context, addr string, tlsConf *tls.Config) (protocol.Session, error) {
 	return DialTCPCongestion(ctx, addr, tlsConf, "")
 }
 
 // DialTCPCongestion is DialTCP with the socket's congestion control set to
 // cc ("" keeps the system's), such as "bbr", which keeps its rate under
 // random loss where Cubic collapses.
-func DialTCPCongestion(ctx context.Context, addr string, tlsConf *tls.Config, cc string) (Session, error) {
-	d := net.Dialer{KeepAlive: KeepAlivePeriod}
+func DialTCPCongestion(ctx context.Context, addr string, tlsConf *tls.Config, cc string) (protocol.Session, error) {
+	d := net.Dialer{KeepAlive: keepAlivePeriod}
 	if cc != "" {
 		d.Control = func(_, _ string, rc syscall.RawConn) error {
 			var serr error
@@ -104,12 +105,12 @@ func DialTCPCongestion(ctx context.Context, addr string, tlsConf *tls.Config, cc
 		c.Close()
 		return nil, err
 	}
-	if p := tc.ConnectionState().NegotiatedProtocol; p != ALPN {
+	if p := tc.ConnectionState().NegotiatedProtocol; p != protocol.ALPN {
 		c.Close()
-		return nil, fmt.Errorf("protocol: relay at %s negotiated ALPN %q, want %q", addr, p, ALPN)
+		return nil, fmt.Errorf("protocol: relay at %s negotiated protocol.ALPN %q, want %q", addr, p, protocol.ALPN)
 	}
 	tb := newTLSBatch(tc, raw)
-	s, err := NewYamuxSession(tb, true)
+	s, err := newYamuxSession(tb, true)
 	if err != nil {
 		tb.Close()
 		return nil, err
@@ -117,7 +118,7 @@ func DialTCPCongestion(ctx context.Context, addr string, tlsConf *tls.Config, cc
 	return s, nil
 }
 
-func (s *yamuxSession) OpenStream(ctx context.Context) (Stream, error) {
+func (s *yamuxSession) OpenStream(ctx context.Context) (protocol.Stream, error) {
 	// yamux opens without a round trip; only the backlog can block, and it is bounded.
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -129,7 +130,7 @@ func (s *yamuxSession) OpenStream(ctx context.Context) (Stream, error) {
 	return &yamuxStream{Stream: st, sess: s}, nil
 }
 
-func (s *yamuxSession) AcceptStream(ctx context.Context) (Stream, error) {
+func (s *yamuxSession) AcceptStream(ctx context.Context) (protocol.Stream, error) {
 	st, err := s.s.AcceptStreamWithContext(ctx)
 	if err != nil {
 		return nil, s.mapErr(err)
@@ -141,7 +142,7 @@ func (s *yamuxSession) AcceptStream(ctx context.Context) (Stream, error) {
 
 func (s *yamuxSession) mapErr(err error) error {
 	if errors.Is(err, yamux.ErrSessionShutdown) || s.s.IsClosed() {
-		return fmt.Errorf("%w: %w", ErrSessionClosed, err)
+		return fmt.Errorf("%w: %w", protocol.ErrSessionClosed, err)
 	}
 	return err
 }
@@ -175,7 +176,7 @@ type yamuxStream struct {
 	acked  atomic.Bool // the peer has acknowledged the stream: it was accepted here, or data came
 }
 
-var _ Stream = (*yamuxStream)(nil)
+var _ protocol.Stream = (*yamuxStream)(nil)
 
 // CloseWrite sends FIN; reading goes on until the peer's FIN, however long that takes.
 func (s *yamuxStream) CloseWrite() error { return s.sess.closeStream(s.Stream, 0) }

@@ -1,4 +1,4 @@
-package protocol_test
+package transport_test
 
 import (
 	"bytes"
@@ -15,15 +15,16 @@ import (
 	"time"
 
 	"github.com/burrow-tunnel/burrow/protocol"
+	"github.com/burrow-tunnel/burrow/protocol/transport"
 )
 
-// A transport makes a connected pair of sessions: the side that dialed and the side that listened.
-type transport struct {
+// A pairMaker makes a connected pair of sessions: the side that dialed and the side that listened.
+type pairMaker struct {
 	name string
 	pair func(t testing.TB) (dialer, listener protocol.Session)
 }
 
-var transports = []transport{
+var transports = []pairMaker{
 	{name: "quic", pair: quicPair},
 	{name: "tls-yamux", pair: tcpPair},
 	{name: "pipe-yamux", pair: pipePair},
@@ -332,7 +333,7 @@ func testDeadlines(t *testing.T, p sessionPair) {
 	// send loop is still writing the frame before: on a machine busy with
 	// the other parallel cases that can take seconds.
 	err := wait(t, "Write past its deadline", result(func() error {
-		_, err := ast.Write(make([]byte, 2*protocol.StreamWindow))
+		_, err := ast.Write(make([]byte, 2*transport.StreamWindow))
 		return err
 	}), 20*time.Second)
 	if ne, ok := errors.AsType[net.Error](err); !ok || !ne.Timeout() {

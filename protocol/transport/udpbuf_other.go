@@ -1,6 +1,6 @@
 //go:build !linux
 
-package protocol
+package transport
 
 // UDPBufferAdvice is only implemented on Linux.
 func UDPBufferAdvice() string { return "" }

@@ -1,4 +1,4 @@
-package protocol
+package transport
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 
+	"github.com/burrow-tunnel/burrow/protocol"
 	"github.com/quic-go/quic-go"
 )
 
@@ -17,16 +18,16 @@ const (
 	quicStreamAborted quic.StreamErrorCode      = 1
 )
 
-// QUICConfig returns the quic-go configuration both sides use.
-func QUICConfig() *quic.Config {
+// quicConfig returns the quic-go configuration both sides use.
+func quicConfig() *quic.Config {
 	return &quic.Config{
-		HandshakeIdleTimeout:           HandshakeTimeout,
-		MaxIdleTimeout:                 QUICIdleTimeout,
-		KeepAlivePeriod:                QUICKeepAlivePeriod,
+		HandshakeIdleTimeout:           protocol.HandshakeTimeout,
+		MaxIdleTimeout:                 quicIdleTimeout,
+		KeepAlivePeriod:                quicKeepAlivePeriod,
 		InitialStreamReceiveWindow:     initialStreamWindow,
-		MaxStreamReceiveWindow:         StreamWindow,
+		MaxStreamReceiveWindow:         streamWindow,
 		InitialConnectionReceiveWindow: initialConnWindow,
-		MaxConnectionReceiveWindow:     ConnectionWindow,
+		MaxConnectionReceiveWindow:     connectionWindow,
 		MaxIncomingStreams:             maxConcurrentStreams,
 		MaxIncomingUniStreams:          -1,
 	}
@@ -36,10 +37,10 @@ func QUICConfig() *quic.Config {
 // control stream only, and a little room. The relay opens the data streams.
 const relayIncomingStreams = 16
 
-// relayQUICConfig is QUICConfig for the relay's side, which accepts only
+// relayQUICConfig is quicConfig for the relay's side, which accepts only
 // control streams: an unauthenticated peer cannot make it hold many streams.
 func relayQUICConfig() *quic.Config {
-	c := QUICConfig()
+	c := quicConfig()
 	c.MaxIncomingStreams = relayIncomingStreams
 	return c
 }
@@ -48,10 +49,7 @@ type quicSession struct {
 	conn *quic.Conn
 }
 
-var _ Session = (*quicSession)(nil)
-
-// NewQUICSession wraps an established QUIC connection.
-func NewQUICSession(conn *quic.Conn) Session { return newQUICSession(conn) }
+var _ protocol.Session = (*quicSession)(nil)
 
 func newQUICSession(conn *quic.Conn) *quicSession { return &quicSession{conn: conn} }
 
@@ -69,8 +67,8 @@ func withServerName(tlsConf *tls.Config, addr string) *tls.Config {
 	return conf
 }
 
-// DialQUIC connects to a relay over QUIC. tlsConf must set NextProtos to ALPN.
-func DialQUIC(ctx context.Context, addr string, tlsConf *tls.Config) (Session, error) {
+// DialQUIC connects to a relay over QUIC. tlsConf must set NextProtos to protocol.ALPN.
+func DialQUIC(ctx context.Context, addr string, tlsConf *tls.Config) (protocol.Session, error) {
 	raddr, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, err
@@ -81,7 +79,7 @@ func DialQUIC(ctx context.Context, addr string, tlsConf *tls.Config) (Session, e
 	}
 	tr := &quic.Transport{Conn: withGRO(udp)}
 	closeTransport := func() { _ = errors.Join(tr.Close(), udp.Close()) }
-	conn, err := tr.Dial(ctx, raddr, withServerName(tlsConf, addr), QUICConfig())
+	conn, err := tr.Dial(ctx, raddr, withServerName(tlsConf, addr), quicConfig())
 	if err != nil {
 		closeTransport()
 		return nil, err
@@ -91,7 +89,7 @@ func DialQUIC(ctx context.Context, addr string, tlsConf *tls.Config) (Session, e
 	return newQUICSession(conn), nil
 }
 
-func (s *quicSession) OpenStream(ctx context.Context) (Stream, error) {
+func (s *quicSession) OpenStream(ctx context.Context) (protocol.Stream, error) {
 	st, err := s.conn.OpenStreamSync(ctx)
 	if err != nil {
 		return nil, mapQUICErr(ctx, err)
@@ -99,7 +97,7 @@ func (s *quicSession) OpenStream(ctx context.Context) (Stream, error) {
 	return &quicStream{Stream: st, sess: s}, nil
 }
 
-func (s *quicSession) AcceptStream(ctx context.Context) (Stream, error) {
+func (s *quicSession) AcceptStream(ctx context.Context) (protocol.Stream, error) {
 	st, err := s.conn.AcceptStream(ctx)
 	if err != nil {
 		return nil, mapQUICErr(ctx, err)
@@ -115,7 +113,7 @@ func mapQUICErr(ctx context.Context, err error) error {
 	if ctxErr := ctx.Err(); ctxErr != nil && errors.Is(err, ctxErr) {
 		return err
 	}
-	return fmt.Errorf("%w: %w", ErrSessionClosed, err)
+	return fmt.Errorf("%w: %w", protocol.ErrSessionClosed, err)
 }
 
 func (s *quicSession) Close() error {
@@ -137,7 +135,7 @@ type quicStream struct {
 	writers int  // Writes in progress
 }
 
-var _ Stream = (*quicStream)(nil)
+var _ protocol.Stream = (*quicStream)(nil)
 
 func (s *quicStream) LocalAddr() net.Addr  { return s.sess.conn.LocalAddr() }
 func (s *quicStream) RemoteAddr() net.Addr { return s.sess.conn.RemoteAddr() }

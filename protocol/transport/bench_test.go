@@ -1,4 +1,4 @@
-package protocol_test
+package transport_test
 
 import (
 	"io"
