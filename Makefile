@@ -27,6 +27,7 @@ staticcheck:
 
 unit:
 	$(GO) test -race -count=1 -timeout 20m ./...
+	cd third_party/yamux && $(GO) test -race -short -count=1 -timeout 5m ./...
 
 # Each fuzz target for a while (the seed corpus already runs in `make unit`).
 fuzz:

@@ -46,3 +46,5 @@ require (
 	golang.org/x/crypto v0.57.0 // indirect
 	golang.org/x/text v0.42.0 // indirect
 )
+
+replace github.com/hashicorp/yamux => ./third_party/yamux

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -29,9 +28,8 @@ func yamuxConfig() *yamux.Config {
 	return c
 }
 
-// yamuxResetDelay is how long after Close a yamux stream is reset. yamux has no
-// stream reset in its API: a stream closed while the peer still sends is reset
-// by yamux's close timer. Long enough for the peer to read what was written
+// yamuxResetDelay is how long after Close a yamux stream is reset if the peer
+// has not ended its side by then (yamux's close timer). Long enough for the peer to read what was written
 // just before Close (the agent's status for a service it cannot reach), short
 // enough that a peer still sending stops soon. Abort resets at once.
 const yamuxResetDelay = 500 * time.Millisecond
@@ -39,17 +37,7 @@ const yamuxResetDelay = 500 * time.Millisecond
 type yamuxSession struct {
 	s    *yamux.Session
 	conn net.Conn
-
-	// yamux uses one protocol.Stream.Close for both our CloseWrite and Close, and arms the
-	// reset timer with conf.StreamCloseTimeout, which it reads there and nowhere
-	// else. closeMu makes that field right for each call: zero (no reset: a
-	// half-closed stream stays readable until the peer ends its side) under
-	// CloseWrite, yamuxResetDelay under Close. Read-locked while streams close,
-	// write-locked to switch the value.
-	closeMu sync.RWMutex
-	conf    *yamux.Config // the session's own config
-
-	in *countingConn // what yamux reads from
+	in   *countingConn // what yamux reads from
 }
 
 var _ protocol.Session = (*yamuxSession)(nil)
@@ -73,7 +61,7 @@ func newYamuxSession(conn net.Conn, client bool) (protocol.Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("protocol: start yamux: %w", err)
 	}
-	return &yamuxSession{s: s, conn: conn, conf: conf, in: in}, nil
+	return &yamuxSession{s: s, conn: conn, in: in}, nil
 }
 
 // DialTCP connects to a relay over TCP+TLS and runs yamux on top. tlsConf must set NextProtos to protocol.ALPN.
@@ -135,9 +123,7 @@ func (s *yamuxSession) AcceptStream(ctx context.Context) (protocol.Stream, error
 	if err != nil {
 		return nil, s.mapErr(err)
 	}
-	ys := &yamuxStream{Stream: st, sess: s}
-	ys.acked.Store(true) // accepting sends the acknowledgement
-	return ys, nil
+	return &yamuxStream{Stream: st, sess: s}, nil
 }
 
 func (s *yamuxSession) mapErr(err error) error {
@@ -153,65 +139,41 @@ func (s *yamuxSession) LocalAddr() net.Addr   { return s.conn.LocalAddr() }
 func (s *yamuxSession) RemoteAddr() net.Addr  { return s.conn.RemoteAddr() }
 func (s *yamuxSession) Transport() string     { return "tcp" }
 
-// closeStream runs st.Close with conf.StreamCloseTimeout set to reset (see closeMu).
-func (s *yamuxSession) closeStream(st *yamux.Stream, reset time.Duration) error {
-	for {
-		s.closeMu.RLock()
-		if s.conf.StreamCloseTimeout == reset {
-			err := st.Close()
-			s.closeMu.RUnlock()
-			return err
-		}
-		s.closeMu.RUnlock()
-		s.closeMu.Lock()
-		s.conf.StreamCloseTimeout = reset
-		s.closeMu.Unlock()
-	}
-}
-
 type yamuxStream struct {
 	*yamux.Stream
 	sess   *yamuxSession
-	closed atomic.Bool // Close was called
-	acked  atomic.Bool // the peer has acknowledged the stream: it was accepted here, or data came
+	closed atomic.Bool // Close or Abort was called
 }
 
 var _ protocol.Stream = (*yamuxStream)(nil)
 
 // CloseWrite sends FIN; reading goes on until the peer's FIN, however long that takes.
-func (s *yamuxStream) CloseWrite() error { return s.sess.closeStream(s.Stream, 0) }
+func (s *yamuxStream) CloseWrite() error { return s.Stream.CloseWrite() }
 
 // Close sends FIN, has yamux reset the stream after yamuxResetDelay unless the
 // peer ends its side first, and unblocks local reads at once. After CloseWrite,
 // yamux sends nothing more: the peer learns of the Close only when it ends its side.
-func (s *yamuxStream) Close() error { return s.end(yamuxResetDelay) }
-
-// Abort sends FIN and has yamux reset the stream right after it: the peer's
-// writes fail as soon as the reset arrives. yamux has no stop-sending signal,
-// so a reset is the only way to stop them, and it also drops what the peer
-// had not read yet. A stream the peer has not acknowledged yet is closed as
-// by Close instead: yamux forgets a stream it resets before the
-// acknowledgement arrives, and then keeps its record of the unacknowledged
-// stream for the session's lifetime.
-func (s *yamuxStream) Abort() {
-	if !s.acked.Load() {
-		_ = s.end(yamuxResetDelay)
-		return
-	}
-	_ = s.end(yamuxAbortDelay)
+func (s *yamuxStream) Close() error {
+	s.markClosed()
+	return s.Stream.Close()
 }
 
-// end marks the stream closed, fails local reads at once (before the reset
-// can end a waiting one as if the stream had ended), and sends FIN with
-// yamux's reset armed after reset.
-func (s *yamuxStream) end(reset time.Duration) error {
+// Abort sends FIN and resets the stream right after it: the peer's writes
+// fail as soon as the reset arrives. yamux has no stop-sending signal, so a
+// reset is the only way to stop them, and it also drops what the peer had
+// not read yet.
+func (s *yamuxStream) Abort() {
+	s.markClosed()
+	_ = s.Stream.Close()
+	_ = s.Stream.Reset()
+}
+
+// markClosed fails local reads at once, before a reset can end a waiting one
+// as if the stream had ended.
+func (s *yamuxStream) markClosed() {
 	s.closed.Store(true)
 	s.Stream.SetReadDeadline(time.Now())
-	return s.sess.closeStream(s.Stream, reset)
 }
-
-// yamuxAbortDelay is the shortest close timer yamux arms (zero means none).
-const yamuxAbortDelay = time.Nanosecond
 
 // Read reports a read that Close or Abort cut short as net.ErrClosed, as
 // net.Conn's Read does, rather than as yamux's timeout or as the end of the
@@ -223,9 +185,6 @@ func (s *yamuxStream) Read(b []byte) (int, error) {
 		return 0, net.ErrClosed
 	}
 	n, err := s.Stream.Read(b)
-	if n > 0 {
-		s.acked.Store(true) // data comes after the acknowledgement
-	}
 	if err != nil && s.closed.Load() {
 		err = net.ErrClosed
 	}
