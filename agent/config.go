@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/burrow-tunnel/burrow/internal/config"
 )
 
 // Transport choices.
@@ -18,51 +20,45 @@ const (
 	TransportTCP  = "tcp"
 )
 
-// Config is the agent's validated configuration. cmd/burrow decodes agent.yaml into it.
+// Config is the agent's validated configuration. cmd/burrow decodes agent.yaml
+// into it; the tags are the file's keys.
 type Config struct {
 	// Relay is the relay's tunnel address, host:port.
-	Relay string
+	Relay string `mapstructure:"relay"`
 	// ServerName is the TLS name to verify when it differs from Relay's host.
-	ServerName string
+	ServerName string `mapstructure:"server_name"`
 	// CAFile is a PEM bundle to verify the relay with; empty means the system roots.
-	CAFile string
+	CAFile string `mapstructure:"ca_file"`
 	// RelayFingerprint pins the relay's certificate: "sha256:<hex>".
-	RelayFingerprint string
-	Token            string
-	Transport        string
+	RelayFingerprint string `mapstructure:"relay_fingerprint"`
+	Token            string `mapstructure:"token"`
+	Transport        string `mapstructure:"transport"`
 	// LossCheck is how often transport auto checks QUIC's packet loss, to
 	// move to TCP with BBR on a lossy path; 0 turns the check off.
-	LossCheck time.Duration
-	Name      string
-	Routes    []Route
+	LossCheck time.Duration `mapstructure:"loss_check"`
+	// Name is not read from the file; empty means the host's name.
+	Name string `mapstructure:"-"`
+	// Routes are decoded by cmd/burrow, which also reads each route's stash section.
+	Routes []Route `mapstructure:"-"`
 }
 
 // Route is one local service published through the relay.
 type Route struct {
-	Host   string
-	Prefix string
+	Host   string `mapstructure:"host"`
+	Prefix string `mapstructure:"prefix"`
 	// Service is the local address: http://host:port (or tcp://host:port).
-	Service string
+	Service string `mapstructure:"service"`
 	// AllowUnauthenticated publishes a Stash that has no login.
-	AllowUnauthenticated bool
-	// StashConfigFile is Stash's config.yml, for `burrow stash check`.
-	StashConfigFile string
+	AllowUnauthenticated bool `mapstructure:"allow_unauthenticated"`
+	// StashConfigFile is Stash's config.yml, for `burrow stash check`; in the
+	// file it is the route's stash.config_file.
+	StashConfigFile string `mapstructure:"-"`
 }
-
-// FieldError is a configuration error naming its key.
-type FieldError struct {
-	Key    string
-	Reason string
-}
-
-func (e *FieldError) Error() string { return e.Key + ": " + e.Reason }
 
 // Validate checks the config; every error names its key.
 func (c *Config) Validate() error {
-	var errs []error
-	add := func(key, format string, a ...any) {
-		errs = append(errs, &FieldError{Key: key, Reason: fmt.Sprintf(format, a...)})
-	}
+	var errs config.Errors
+	add := errs.Add
 	if c.Relay == "" {
 		add("relay", "is required (the relay's tunnel address, e.g. \"relay.example.com:7835\")")
 	} else if _, port, err := net.SplitHostPort(c.Relay); err != nil || port == "" {
@@ -103,7 +99,7 @@ func (c *Config) Validate() error {
 			add(key+".service", "%v", err)
 		}
 	}
-	return errors.Join(errs...)
+	return errs.Join()
 }
 
 // ParseService checks a route's service URL and returns the address to dial.

@@ -9,74 +9,69 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+
+	"github.com/burrow-tunnel/burrow/internal/config"
 )
 
-// Config is the relay's validated configuration. cmd/burrow decodes relay.yaml into it.
+// Config is the relay's validated configuration. cmd/burrow decodes relay.yaml
+// into it; the tags are the file's keys.
 type Config struct {
-	Tunnel         TunnelConfig
-	Public         PublicConfig
-	TLS            TLSConfig
-	StateDir       string
-	TrustedProxies []netip.Prefix
-	Agents         []AgentGrant
+	Tunnel         TunnelConfig   `mapstructure:"tunnel"`
+	Public         PublicConfig   `mapstructure:"public"`
+	TLS            TLSConfig      `mapstructure:"tls"`
+	StateDir       string         `mapstructure:"state_dir"`
+	TrustedProxies []netip.Prefix `mapstructure:"trusted_proxies"`
+	Agents         []AgentGrant   `mapstructure:"agents"`
 }
 
 // TunnelConfig is where agents connect.
 type TunnelConfig struct {
 	// Listen is the address for QUIC (UDP) and TLS+yamux (TCP), same port number.
-	Listen   string
-	CertFile string
-	KeyFile  string
+	Listen   string `mapstructure:"listen"`
+	CertFile string `mapstructure:"cert_file"`
+	KeyFile  string `mapstructure:"key_file"`
 	// Hostname, when set, makes the tunnel use the public (ACME) certificate of
 	// this name, so that agents verify the relay with the system roots.
-	Hostname string
+	Hostname string `mapstructure:"hostname"`
 }
 
 // PublicConfig is the public side.
 type PublicConfig struct {
 	// HTTP is the plain-HTTP listener address; empty disables it.
-	HTTP string
+	HTTP string `mapstructure:"http"`
 	// HTTPS is the TLS listener address (HTTP/1.1 and HTTP/2 on TCP, HTTP/3
 	// on UDP, same port); empty disables it.
-	HTTPS string
+	HTTPS string `mapstructure:"https"`
 	// RedirectHTTP makes plain HTTP answer 308 to https (ACME HTTP-01
 	// excepted); it applies only when HTTPS is set.
-	RedirectHTTP bool
+	RedirectHTTP bool `mapstructure:"redirect_http"`
 	// HSTS adds Strict-Transport-Security to HTTPS responses.
-	HSTS bool
+	HSTS bool `mapstructure:"hsts"`
 }
 
 // TLSConfig is the public certificate: a static pair, or ACME.
 type TLSConfig struct {
-	CertFile string
-	KeyFile  string
-	ACME     ACMEConfig
+	CertFile string     `mapstructure:"cert_file"`
+	KeyFile  string     `mapstructure:"key_file"`
+	ACME     ACMEConfig `mapstructure:"acme"`
 }
 
 // ACMEConfig is an RFC 8555 certificate authority.
 type ACMEConfig struct {
-	Email string
+	Email string `mapstructure:"email"`
 	// CA is the directory URL.
-	CA string
+	CA string `mapstructure:"ca"`
 	// CARoot is a PEM file with the CA's root, for a private CA.
-	CARoot string
+	CARoot string `mapstructure:"ca_root"`
 }
 
 // AgentGrant is one agent allowed to connect, and the hosts it may serve.
 type AgentGrant struct {
-	Name        string
-	TokenSHA256 [sha256.Size]byte
+	Name        string            `mapstructure:"name"`
+	TokenSHA256 [sha256.Size]byte `mapstructure:"token_sha256"`
 	// Hosts are lower-case names; a leading "*." matches exactly one label.
-	Hosts []string
+	Hosts []string `mapstructure:"hosts"`
 }
-
-// FieldError is a configuration error naming its key.
-type FieldError struct {
-	Key    string
-	Reason string
-}
-
-func (e *FieldError) Error() string { return e.Key + ": " + e.Reason }
 
 // ParseTokenHash decodes the hex sha256 of a token, as printed by `burrow token new`.
 func ParseTokenHash(s string) ([sha256.Size]byte, error) {
@@ -91,10 +86,8 @@ func ParseTokenHash(s string) ([sha256.Size]byte, error) {
 
 // Validate checks the config; every error names its key.
 func (c *Config) Validate() error {
-	var errs []error
-	add := func(key, format string, a ...any) {
-		errs = append(errs, &FieldError{Key: key, Reason: fmt.Sprintf(format, a...)})
-	}
+	var errs config.Errors
+	add := errs.Add
 	if c.Tunnel.Listen == "" {
 		add("tunnel.listen", "is required (e.g. \":7835\")")
 	} else if _, _, err := net.SplitHostPort(c.Tunnel.Listen); err != nil {
@@ -166,7 +159,7 @@ func (c *Config) Validate() error {
 			owner[h] = a.Name
 		}
 	}
-	return errors.Join(errs...)
+	return errs.Join()
 }
 
 // ValidHostPattern checks a granted host: a lower-case DNS name, optionally with a leading "*.".

@@ -1,13 +1,14 @@
 package main
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
 	"reflect"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,282 +16,176 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/burrow-tunnel/burrow/agent"
+	"github.com/burrow-tunnel/burrow/internal/config"
 	"github.com/burrow-tunnel/burrow/internal/redact"
 	"github.com/burrow-tunnel/burrow/relay"
 )
 
-// The files' shapes. Keys are exactly those documented in the README.
+// The files' shapes. Each key is a mapstructure tag, here or on relay.Config
+// and agent.Config, and is exactly as documented in the README; each default
+// is set once, in relayDefaults or agentDefaults.
 
+// logFile is the log section of both files.
 type logFile struct {
 	Level  string `mapstructure:"level"`
 	Format string `mapstructure:"format"`
 }
 
+// relayFile is relay.yaml.
 type relayFile struct {
-	Tunnel struct {
-		Listen   string `mapstructure:"listen"`
-		CertFile string `mapstructure:"cert_file"`
-		KeyFile  string `mapstructure:"key_file"`
-		Hostname string `mapstructure:"hostname"`
-	} `mapstructure:"tunnel"`
-	Public struct {
-		HTTP         string `mapstructure:"http"`
-		HTTPS        string `mapstructure:"https"`
-		RedirectHTTP bool   `mapstructure:"redirect_http"`
-		HSTS         bool   `mapstructure:"hsts"`
-	} `mapstructure:"public"`
-	TLS struct {
-		CertFile string `mapstructure:"cert_file"`
-		KeyFile  string `mapstructure:"key_file"`
-		ACME     struct {
-			Email  string `mapstructure:"email"`
-			CA     string `mapstructure:"ca"`
-			CARoot string `mapstructure:"ca_root"`
-		} `mapstructure:"acme"`
-	} `mapstructure:"tls"`
-	StateDir       string   `mapstructure:"state_dir"`
-	TrustedProxies []string `mapstructure:"trusted_proxies"`
-	Agents         []struct {
-		Name        string   `mapstructure:"name"`
-		TokenSHA256 string   `mapstructure:"token_sha256"`
-		Hosts       []string `mapstructure:"hosts"`
-	} `mapstructure:"agents"`
-	Log logFile `mapstructure:"log"`
+	relay.Config `mapstructure:",squash"`
+	Log          logFile `mapstructure:"log"`
 }
 
+// agentFile is agent.yaml.
 type agentFile struct {
-	Relay            string  `mapstructure:"relay"`
-	ServerName       string  `mapstructure:"server_name"`
-	CAFile           string  `mapstructure:"ca_file"`
-	RelayFingerprint string  `mapstructure:"relay_fingerprint"`
-	Token            string  `mapstructure:"token"`
-	Transport        string  `mapstructure:"transport"`
-	LossCheck        string  `mapstructure:"loss_check"`
-	Log              logFile `mapstructure:"log"`
-	Routes           []struct {
-		Host                 string `mapstructure:"host"`
-		Prefix               string `mapstructure:"prefix"`
-		Service              string `mapstructure:"service"`
-		AllowUnauthenticated bool   `mapstructure:"allow_unauthenticated"`
-		Stash                struct {
-			ConfigFile string `mapstructure:"config_file"`
-		} `mapstructure:"stash"`
-	} `mapstructure:"routes"`
+	agent.Config `mapstructure:",squash"`
+	Routes       []routeFile `mapstructure:"routes"`
+	Log          logFile     `mapstructure:"log"`
 }
 
-var relayDefaults = map[string]any{
-	"tunnel.listen":        ":7835",
-	"tunnel.cert_file":     "",
-	"tunnel.key_file":      "",
-	"tunnel.hostname":      "",
-	"public.http":          ":80",
-	"public.https":         "",
-	"public.redirect_http": true,
-	"public.hsts":          false,
-	"tls.cert_file":        "",
-	"tls.key_file":         "",
-	"tls.acme.email":       "",
-	"tls.acme.ca":          "",
-	"tls.acme.ca_root":     "",
-	"state_dir":            "/var/lib/burrow",
-	"log.level":            "info",
-	"log.format":           "text",
+// routeFile is one of agent.yaml's routes, with Stash's config file under stash:.
+type routeFile struct {
+	agent.Route `mapstructure:",squash"`
+	Stash       struct {
+		ConfigFile string `mapstructure:"config_file"`
+	} `mapstructure:"stash"`
 }
 
-var agentDefaults = map[string]any{
-	"relay":             "",
-	"server_name":       "",
-	"ca_file":           "",
-	"relay_fingerprint": "",
-	"token":             "",
-	"transport":         "auto",
-	"loss_check":        "10s",
-	"log.level":         "info",
-	"log.format":        "text",
+func relayDefaults() relayFile {
+	return relayFile{
+		Config: relay.Config{
+			Tunnel:   relay.TunnelConfig{Listen: ":7835"},
+			Public:   relay.PublicConfig{HTTP: ":80", RedirectHTTP: true},
+			StateDir: "/var/lib/burrow",
+		},
+		Log: logFile{Level: "info", Format: "text"},
+	}
 }
 
-// loadFile reads path through viper (file, then BURROW_* environment), refuses
-// unknown keys, and decodes into out. Errors name the file and the key.
-func loadFile(path string, defaults map[string]any, out any) error {
+func agentDefaults() agentFile {
+	return agentFile{
+		Config: agent.Config{Transport: agent.TransportAuto, LossCheck: 10 * time.Second},
+		Log:    logFile{Level: "info", Format: "text"},
+	}
+}
+
+// loadFile reads path through viper (file, then BURROW_* environment) into
+// out, which holds the defaults. Unknown keys and values of the wrong type are
+// errors that name the key.
+func loadFile(path string, out any) error {
 	if path == "" {
 		return errors.New("no config file: pass --config FILE or set BURROW_CONFIG")
 	}
-	v := viper.New()
+	// Binding the struct lets the environment set keys the file leaves out.
+	v := viper.NewWithOptions(viper.ExperimentalBindStruct(), viper.WithDecodeHook(mapstructure.DecodeHookFuncType(typedValue)))
 	v.SetConfigFile(path)
 	v.SetConfigType("yaml")
-	for k, d := range defaults {
-		v.SetDefault(k, d)
-	}
 	v.SetEnvPrefix("BURROW")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	v.AutomaticEnv()
 	if err := v.ReadInConfig(); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	if unknown := unknownKeys(reflect.TypeOf(out).Elem(), v.AllSettings(), ""); len(unknown) > 0 {
-		var errs []error
-		for _, k := range unknown {
-			errs = append(errs, fmt.Errorf("%s: %s: unknown key", path, k))
-		}
-		return errors.Join(errs...)
+	// The decoder's metadata names each unknown key in full
+	// (routes[0].servce), where ErrorUnused names only its parent.
+	var md mapstructure.Metadata
+	var errs config.Errors
+	if err := v.Unmarshal(out, func(c *mapstructure.DecoderConfig) { c.Metadata = &md }); err != nil {
+		errs = fieldErrors(err)
 	}
-	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
-		Result:           out,
-		WeaklyTypedInput: true,
-		ErrorUnused:      true,
-		TagName:          "mapstructure",
-	})
-	if err != nil {
-		return err
+	slices.Sort(md.Unused)
+	for _, k := range md.Unused {
+		errs.Add(k, "unknown key")
 	}
-	if err := dec.Decode(v.AllSettings()); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return nil
+	return config.InFile(path, errs.Join())
 }
 
-// unknownKeys lists the keys of m (recursively, into lists of maps) that t has no field for.
-func unknownKeys(t reflect.Type, m map[string]any, prefix string) []string {
-	fields := map[string]reflect.Type{}
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		if tag := f.Tag.Get("mapstructure"); tag != "" {
-			fields[tag] = f.Type
+// typedValue parses the file's strings into the typed values relay and agent take.
+func typedValue(_, to reflect.Type, data any) (any, error) {
+	switch to {
+	case reflect.TypeFor[time.Duration]():
+		s := fmt.Sprint(data)
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a duration (e.g. \"10s\" or \"1m30s\")", s)
 		}
+		return d, nil
+	case reflect.TypeFor[netip.Prefix]():
+		s := fmt.Sprint(data)
+		if a, err := netip.ParseAddr(s); err == nil {
+			return a.Prefix(a.BitLen())
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a CIDR or address", s)
+		}
+		return p, nil
+	case reflect.TypeFor[[sha256.Size]byte]():
+		if s := fmt.Sprint(data); s != "" {
+			return relay.ParseTokenHash(s)
+		}
+		return [sha256.Size]byte{}, nil
 	}
-	var out []string
-	for k, val := range m {
-		ft, ok := fields[k]
-		key := prefix + k
-		if !ok {
-			out = append(out, key)
-			continue
-		}
-		switch ft.Kind() {
-		case reflect.Struct:
-			if sub, ok := val.(map[string]any); ok {
-				out = append(out, unknownKeys(ft, sub, key+".")...)
-			}
-		case reflect.Slice:
-			if ft.Elem().Kind() != reflect.Struct {
-				continue
-			}
-			if items, ok := val.([]any); ok {
-				for i, it := range items {
-					if sub, ok := it.(map[string]any); ok {
-						out = append(out, unknownKeys(ft.Elem(), sub, fmt.Sprintf("%s[%d].", key, i))...)
-					}
-				}
-			}
-		}
-	}
-	sort.Strings(out)
-	return out
+	return data, nil
 }
 
-// inFile prefixes each joined error with the config file's path.
-func inFile(path string, err error) error {
-	if err == nil {
-		return nil
-	}
-	var errs []error
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		for _, e := range j.Unwrap() {
-			errs = append(errs, fmt.Errorf("%s: %w", path, e))
+// fieldErrors turns mapstructure's errors into errors that name their key.
+func fieldErrors(err error) config.Errors {
+	switch e := err.(type) {
+	case *mapstructure.DecodeError:
+		return config.Errors{&config.FieldError{Key: e.Name(), Reason: e.Unwrap().Error()}}
+	case interface{ Unwrap() []error }:
+		var errs config.Errors
+		for _, x := range e.Unwrap() {
+			errs = append(errs, fieldErrors(x)...)
 		}
-		return errors.Join(errs...)
+		return errs
+	case interface{ Unwrap() error }: // "decoding failed due to the following error(s)"
+		return fieldErrors(e.Unwrap())
 	}
-	return fmt.Errorf("%s: %w", path, err)
+	return config.Errors{err}
 }
 
 func loadRelayConfig(path string) (relay.Config, logFile, error) {
-	var f relayFile
-	if err := loadFile(path, relayDefaults, &f); err != nil {
+	f := relayDefaults()
+	if err := loadFile(path, &f); err != nil {
 		return relay.Config{}, logFile{}, err
 	}
-	var errs []error
-	cfg := relay.Config{
-		Tunnel: relay.TunnelConfig{Listen: f.Tunnel.Listen, CertFile: f.Tunnel.CertFile, KeyFile: f.Tunnel.KeyFile, Hostname: f.Tunnel.Hostname},
-		Public: relay.PublicConfig{HTTP: f.Public.HTTP, HTTPS: f.Public.HTTPS, RedirectHTTP: f.Public.RedirectHTTP, HSTS: f.Public.HSTS},
-		TLS: relay.TLSConfig{CertFile: f.TLS.CertFile, KeyFile: f.TLS.KeyFile, ACME: relay.ACMEConfig{
-			Email: f.TLS.ACME.Email, CA: f.TLS.ACME.CA, CARoot: f.TLS.ACME.CARoot,
-		}},
-		StateDir: f.StateDir,
+	if err := config.InFile(path, errors.Join(checkLog(f.Log), f.Validate())); err != nil {
+		return relay.Config{}, logFile{}, err
 	}
-	for i, p := range f.TrustedProxies {
-		pfx, err := netip.ParsePrefix(p)
-		if err != nil {
-			if a, aerr := netip.ParseAddr(p); aerr == nil {
-				pfx, err = a.Prefix(a.BitLen())
-			}
-		}
-		if err != nil {
-			errs = append(errs, &relay.FieldError{Key: fmt.Sprintf("trusted_proxies[%d]", i), Reason: fmt.Sprintf("%q is not a CIDR or address", p)})
-			continue
-		}
-		cfg.TrustedProxies = append(cfg.TrustedProxies, pfx)
-	}
-	for i, a := range f.Agents {
-		g := relay.AgentGrant{Name: a.Name, Hosts: a.Hosts}
-		if a.TokenSHA256 != "" {
-			h, err := relay.ParseTokenHash(a.TokenSHA256)
-			if err != nil {
-				errs = append(errs, &relay.FieldError{Key: fmt.Sprintf("agents[%d].token_sha256", i), Reason: err.Error()})
-			}
-			g.TokenSHA256 = h
-		}
-		cfg.Agents = append(cfg.Agents, g)
-	}
-	if err := checkLog(f.Log); err != nil {
-		errs = append(errs, err)
-	}
-	if err := errors.Join(append(errs, cfg.Validate())...); err != nil {
-		return relay.Config{}, logFile{}, inFile(path, err)
-	}
-	return cfg, f.Log, nil
+	return f.Config, f.Log, nil
 }
 
 func loadAgentConfig(path string) (agent.Config, logFile, error) {
-	var f agentFile
-	if err := loadFile(path, agentDefaults, &f); err != nil {
+	f := agentDefaults()
+	if err := loadFile(path, &f); err != nil {
 		return agent.Config{}, logFile{}, err
 	}
-	cfg := agent.Config{
-		Relay: f.Relay, ServerName: f.ServerName, CAFile: f.CAFile,
-		RelayFingerprint: f.RelayFingerprint, Token: f.Token, Transport: f.Transport,
-	}
 	for _, r := range f.Routes {
-		cfg.Routes = append(cfg.Routes, agent.Route{
-			Host: r.Host, Prefix: r.Prefix, Service: r.Service,
-			AllowUnauthenticated: r.AllowUnauthenticated, StashConfigFile: r.Stash.ConfigFile,
-		})
+		r.StashConfigFile = r.Stash.ConfigFile
+		f.Config.Routes = append(f.Config.Routes, r.Route)
 	}
-	errs := []error{checkLog(f.Log)}
-	if d, err := time.ParseDuration(f.LossCheck); err != nil {
-		errs = append(errs, &agent.FieldError{Key: "loss_check", Reason: fmt.Sprintf("%q is not a duration (e.g. \"10s\"; \"0s\" turns the check off)", f.LossCheck)})
-	} else {
-		cfg.LossCheck = d
+	if err := config.InFile(path, errors.Join(checkLog(f.Log), f.Validate())); err != nil {
+		return agent.Config{}, logFile{}, err
 	}
-	errs = append(errs, cfg.Validate())
-	if err := errors.Join(errs...); err != nil {
-		return agent.Config{}, logFile{}, inFile(path, err)
-	}
-	return cfg, f.Log, nil
+	return f.Config, f.Log, nil
 }
 
 func checkLog(l logFile) error {
-	var errs []error
+	var errs config.Errors
 	switch l.Level {
 	case "debug", "info", "warn", "error":
 	default:
-		errs = append(errs, &relay.FieldError{Key: "log.level", Reason: fmt.Sprintf("%q is not one of debug, info, warn, error", l.Level)})
+		errs.Add("log.level", "%q is not one of debug, info, warn, error", l.Level)
 	}
 	switch l.Format {
 	case "text", "json":
 	default:
-		errs = append(errs, &relay.FieldError{Key: "log.format", Reason: fmt.Sprintf("%q is not one of text, json", l.Format)})
+		errs.Add("log.format", "%q is not one of text, json", l.Format)
 	}
-	return errors.Join(errs...)
+	return errs.Join()
 }
 
 func newLogger(l logFile) *slog.Logger {

@@ -5,8 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -51,6 +53,11 @@ func TestConfigErrorsNameFileAndKey(t *testing.T) {
 		{"bad host", "state_dir: /tmp/x\nagents:\n  - name: nas\n    token_sha256: " + strings.Repeat("a", 64) + "\n    hosts: [A.b]\n", true, []string{"agents[0].hosts[0]:"}},
 		{"bad cidr", "state_dir: /tmp/x\ntrusted_proxies: [nope]\n", true, []string{"trusted_proxies[0]:"}},
 		{"unknown relay key", "state_dir: /tmp/x\npublic:\n  htp: ':80'\n", true, []string{"public.htp: unknown key"}},
+		{"unknown nested keys", "state_dir: /tmp/x\npublic:\n  htps: ':443'\nlog:\n  colour: true\nagents:\n  - name: nas\n    hots: [a.b]\n", true, []string{"public.htps: unknown key", "log.colour: unknown key", "agents[0].hots: unknown key"}},
+		{"unknown keys at two depths", "relay: r:1\ntoken: x\ntransprt: tcp\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n    servce: x\n    stash:\n      confg_file: x\n", false, []string{"transprt: unknown key", "routes[0].servce: unknown key", "routes[0].stash.confg_file: unknown key"}},
+		{"wrong type", "state_dir: /tmp/x\npublic:\n  hsts: maybe\n", true, []string{"public.hsts:"}},
+		{"map expected", "state_dir: /tmp/x\ntunnel: ':7835'\n", true, []string{"tunnel:"}},
+		{"empty hash", "state_dir: /tmp/x\nagents:\n  - name: nas\n    token_sha256: ''\n    hosts: [a.b]\n", true, []string{"agents[0].token_sha256: is required"}},
 		{"not yaml", "relay: [\n", false, []string{"yaml"}},
 	}
 	for _, c := range cases {
@@ -78,6 +85,61 @@ func TestConfigErrorsNameFileAndKey(t *testing.T) {
 	}
 	if _, _, err := loadAgentConfig(filepath.Join(t.TempDir(), "missing.yaml")); err == nil || !strings.Contains(err.Error(), "missing.yaml") {
 		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestDefaultsAndDecodedValues(t *testing.T) {
+	p := writeFile(t, "relay.yaml", "trusted_proxies: [10.0.0.1, 192.168.0.0/16]\n")
+	rc, rl, err := loadRelayConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc.Tunnel.Listen != ":7835" || rc.Public.HTTP != ":80" || rc.Public.HTTPS != "" || !rc.Public.RedirectHTTP ||
+		rc.StateDir != "/var/lib/burrow" || rl != (logFile{Level: "info", Format: "text"}) {
+		t.Errorf("relay defaults: %+v %+v", rc, rl)
+	}
+	want := []netip.Prefix{netip.MustParsePrefix("10.0.0.1/32"), netip.MustParsePrefix("192.168.0.0/16")}
+	if !slices.Equal(rc.TrustedProxies, want) {
+		t.Errorf("trusted_proxies = %v, want %v", rc.TrustedProxies, want)
+	}
+
+	p = writeFile(t, "agent.yaml", "relay: r:1\ntoken: x\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n    stash:\n      config_file: /srv/stash/config.yml\n")
+	ac, al, err := loadAgentConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ac.Transport != "auto" || ac.LossCheck != 10*time.Second || al != (logFile{Level: "info", Format: "text"}) {
+		t.Errorf("agent defaults: %+v %+v", ac, al)
+	}
+	if len(ac.Routes) != 1 || ac.Routes[0].StashConfigFile != "/srv/stash/config.yml" || ac.Routes[0].Service != "http://127.0.0.1:1" {
+		t.Errorf("routes: %+v", ac.Routes)
+	}
+
+	p = writeFile(t, "agent.yaml", "relay: r:1\ntoken: x\nloss_check: 0s\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n")
+	if ac, _, err = loadAgentConfig(p); err != nil || ac.LossCheck != 0 {
+		t.Errorf("loss_check 0s: %v, %v", ac.LossCheck, err)
+	}
+}
+
+// The environment sets keys that the file leaves out, not only those it has.
+func TestEnvironmentSetsMissingKeys(t *testing.T) {
+	t.Setenv("BURROW_STATE_DIR", "/srv/burrow")
+	t.Setenv("BURROW_PUBLIC_REDIRECT_HTTP", "false")
+	t.Setenv("BURROW_TOKEN", "from-env")
+	t.Setenv("BURROW_LOSS_CHECK", "1m")
+	rc, _, err := loadRelayConfig(writeFile(t, "relay.yaml", "public:\n  http: ':8080'\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc.StateDir != "/srv/burrow" || rc.Public.RedirectHTTP || rc.Public.HTTP != ":8080" {
+		t.Errorf("relay: %+v", rc)
+	}
+	ac, _, err := loadAgentConfig(writeFile(t, "agent.yaml", "relay: r:1\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ac.Token != "from-env" || ac.LossCheck != time.Minute {
+		t.Errorf("agent: token %q loss_check %v", ac.Token, ac.LossCheck)
 	}
 }
 
