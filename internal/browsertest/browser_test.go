@@ -2,20 +2,12 @@ package browsertest
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"html"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -27,6 +19,7 @@ import (
 	"github.com/burrow-tunnel/burrow/agent"
 	"github.com/burrow-tunnel/burrow/internal/origin"
 	"github.com/burrow-tunnel/burrow/internal/relaytest"
+	"github.com/burrow-tunnel/burrow/internal/testutil"
 	"github.com/burrow-tunnel/burrow/protocol"
 	"github.com/burrow-tunnel/burrow/relay"
 )
@@ -49,29 +42,6 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
-// selfSigned writes a certificate for localhost and returns the file paths.
-func selfSigned(t *testing.T) (certFile, keyFile string) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
-		DNSNames: []string{"localhost"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, _ := x509.MarshalPKCS8PrivateKey(key)
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd}), 0o600)
-	return certFile, keyFile
-}
-
 // TestChromiumSeesStashThroughTunnel: over HTTPS with HTTP/2, under a /stash
 // prefix, the page's base URL matches what the browser uses, the video's
 // metadata loads (Range requests through the tunnel), and the
@@ -92,7 +62,8 @@ func TestChromiumSeesStashThroughTunnel(t *testing.T) {
 			siteDone := make(chan error, 1)
 			go func() { siteDone <- origin.Serve(ctx, ln, site) }()
 
-			certFile, keyFile := selfSigned(t)
+			cert, _ := testutil.SelfSigned("localhost")
+			certFile, keyFile := testutil.WritePEM(t, cert)
 			rs := relaytest.Start(t, relay.Config{
 				Public: relay.PublicConfig{HTTPS: "127.0.0.1:0"},
 				TLS:    relay.TLSConfig{CertFile: certFile, KeyFile: keyFile},

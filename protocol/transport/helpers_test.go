@@ -2,59 +2,23 @@ package transport_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"log/slog"
-	"math/big"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/burrow-tunnel/burrow/internal/testutil"
 	"github.com/burrow-tunnel/burrow/protocol"
 	"github.com/burrow-tunnel/burrow/protocol/transport"
 )
 
-// testCert is a self-signed certificate for "localhost" and 127.0.0.1, made once per test binary.
+// testCert is a self-signed certificate for "localhost", 127.0.0.1 and ::1, made once per test binary.
 var testCert = sync.OnceValues(func() (tls.Certificate, *x509.CertPool) {
-	return makeCert([]string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback})
+	return testutil.SelfSigned("localhost", "127.0.0.1", "::1")
 })
-
-// makeCert is a self-signed certificate for the names and addresses given,
-// and a pool that trusts it.
-func makeCert(names []string, ips []net.IP) (tls.Certificate, *x509.CertPool) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		panic(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "burrow test relay"},
-		DNSNames:              names,
-		IPAddresses:           ips,
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		panic(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		panic(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
-}
 
 // serverTLS is the relay's TLS configuration; Listen sets NextProtos itself.
 func serverTLS() *tls.Config {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/burrow-tunnel/burrow/internal/testutil"
 	"github.com/burrow-tunnel/burrow/protocol"
 	"github.com/burrow-tunnel/burrow/protocol/transport"
 )
@@ -364,7 +365,7 @@ func TestListenerCloseKeepsSessions(t *testing.T) {
 // configuration names none, as an agent configured with "relay.example:443"
 // expects: not the address it resolved to.
 func TestDialServerNameFromAddress(t *testing.T) {
-	cert, pool := makeCert([]string{"localhost"}, nil) // a name, no address
+	cert, pool := testutil.SelfSigned("localhost") // a name, no address
 	l, err := transport.ListenConfig{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}.Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

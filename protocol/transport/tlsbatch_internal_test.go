@@ -2,20 +2,17 @@ package transport
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/binary"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/burrow-tunnel/burrow/internal/testutil"
 )
 
 // writeCounter counts the writes that reach the socket.
@@ -29,26 +26,6 @@ func (c *writeCounter) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-func selfSigned(t *testing.T) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "batch.test"},
-		DNSNames:     []string{"batch.test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
 // batchPair returns a tlsBatch over a loopback TCP connection, its socket's
 // write counter, and the TLS server reading the other end.
 func batchPair(t *testing.T) (*tlsBatch, *writeCounter, *tls.Conn) {
@@ -58,7 +35,7 @@ func batchPair(t *testing.T) (*tlsBatch, *writeCounter, *tls.Conn) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	cert := selfSigned(t)
+	cert, _ := testutil.SelfSigned("batch.test")
 	srvCh := make(chan *tls.Conn, 1)
 	go func() {
 		c, err := ln.Accept()

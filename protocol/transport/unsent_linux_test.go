@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/burrow-tunnel/burrow/internal/testutil"
+
 	"github.com/burrow-tunnel/burrow/protocol"
 	"golang.org/x/sys/unix"
 )
@@ -16,7 +18,7 @@ import (
 // tunnel: without it a seek's answer waits behind megabytes of the
 // abandoned one in the kernel's send buffer.
 func TestTunnelSocketsCapUnsent(t *testing.T) {
-	cert := selfSigned(t)
+	cert, _ := testutil.SelfSigned("batch.test")
 	l, err := ListenConfig{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}.Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
