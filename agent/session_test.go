@@ -186,3 +186,25 @@ func TestHandOverEndsWithSession(t *testing.T) {
 		}
 	})
 }
+
+// The agent stopping ends a handshake the relay does not answer at once,
+// not at the handshake's deadline.
+func TestHandshakeEndsWithAgent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		agentSide, relaySide := memsession.Pair()
+		defer relaySide.Close()
+		go func() {
+			// The relay reads the hello, and answers nothing.
+			if ctrl, err := relaySide.AcceptStream(t.Context()); err == nil {
+				_, _ = protocol.ReadHello(ctrl)
+			}
+		}()
+		ctx, cancel := context.WithCancel(t.Context())
+		time.AfterFunc(time.Second, cancel)
+		start := time.Now()
+		_, _, err := handshake(ctx, agentSide, "tok", "nas", nil)
+		if d := time.Since(start); err == nil || d != time.Second {
+			t.Errorf("handshake ended after %v with %v, want an error when the agent stopped (1s)", d, err)
+		}
+	})
+}
