@@ -80,6 +80,8 @@ func (s *Server) handshake(ctx context.Context, sess protocol.Session, log *slog
 	}
 	// The deadline guards the handshake only; afterwards the session keepalive carries liveness.
 	_ = ctrl.SetDeadline(time.Now().Add(protocol.HandshakeTimeout))
+	// The relay stopping ends the handshake at once, not at the deadline.
+	defer closeOnDone(ctx, ctrl)()
 	hello, grant := s.readHello(ctrl, log)
 	if grant == nil {
 		ctrl.Close()
@@ -188,6 +190,21 @@ func (s *Server) answer(ctrl protocol.Stream, routes []*route, welcome *protocol
 		return false
 	}
 	return true
+}
+
+// closeOnDone closes c as soon as ctx ends, until the function it returns is
+// called; that function waits for a close under way.
+func closeOnDone(ctx context.Context, c io.Closer) (stop func()) {
+	closed := make(chan struct{})
+	stopClose := context.AfterFunc(ctx, func() {
+		defer close(closed)
+		c.Close()
+	})
+	return func() {
+		if !stopClose() {
+			<-closed
+		}
+	}
 }
 
 func (s *Server) reject(ctrl protocol.Stream, code, msg string) {

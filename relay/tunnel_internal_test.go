@@ -60,6 +60,27 @@ func hello(t *testing.T, agentSide protocol.Session) protocol.Stream {
 	return ctrl
 }
 
+// The relay stopping ends a handshake the agent does not finish at once,
+// not at the handshake's deadline.
+func TestHandshakeEndsWithRelay(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		agentSide, done := serve(ctx, sessionServer(t))
+		defer agentSide.Close()
+		// A control stream, and no hello on it.
+		if _, err := agentSide.OpenStream(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+		cancel()
+		stopped := time.Now()
+		<-done
+		if d := time.Since(stopped); d != 0 {
+			t.Errorf("the session's handshake went on %v after the relay stopped", d)
+		}
+	})
+}
+
 // An agent that falls silent (a crash, a partition) loses its session, and
 // its routes, after HeartbeatMisses periods with nothing received.
 func TestSessionEndsWhenAgentFallsSilent(t *testing.T) {
