@@ -5,12 +5,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/burrow-tunnel/burrow/protocol"
 	"github.com/burrow-tunnel/burrow/protocol/transport"
@@ -43,8 +44,6 @@ type Agent struct {
 	fallbackOnce sync.Once
 	fallbackCC   string // congestion control for leaving a lossy path
 	fallbackErr  error  // why the agent cannot leave one
-
-	draining sync.WaitGroup // sessions left for a new one, finishing their streams
 
 	// pathStats gives a session's loss counts, and fallback the congestion
 	// control to leave a lossy path with; tests replace them.
@@ -82,7 +81,10 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 
 // Run connects, serves, and reconnects with backoff until ctx ends.
 func (a *Agent) Run(ctx context.Context) error {
-	defer a.draining.Wait()
+	// Sessions run in their own goroutines: the one serving, and any the
+	// agent left for it that are serving their last streams.
+	var sessions errgroup.Group
+	defer sessions.Wait()
 	b := newBackoff()
 	a.log.Info("connecting to relay", "relay", a.cfg.Relay, "transport", a.cfg.Transport)
 	if a.cfg.Transport != TransportTCP {
@@ -92,7 +94,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	for {
 		start := time.Now()
-		err := a.session(ctx)
+		err := a.serve(ctx, &sessions)
 		if ctx.Err() != nil {
 			a.setState("stopped", "agent stopped", slog.LevelInfo)
 			return nil
@@ -119,6 +121,27 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 }
 
+// serve connects and runs one session until it ends, or until the agent
+// leaves it for a new one (errLossySwitch): it then runs on in sessions,
+// serving the streams it has.
+func (a *Agent) serve(ctx context.Context, sessions *errgroup.Group) error {
+	s, err := a.connect(ctx)
+	if err != nil {
+		return err
+	}
+	ended := make(chan error, 1)
+	sessions.Go(func() error {
+		ended <- s.run(ctx)
+		return nil
+	})
+	select {
+	case err := <-ended:
+		return err
+	case <-s.left:
+		return errLossySwitch
+	}
+}
+
 func errString(err error) string {
 	if err == nil {
 		return ""
@@ -137,217 +160,6 @@ func (a *Agent) setState(key, msg string, level slog.Level, args ...any) {
 		level = slog.LevelDebug
 	}
 	a.log.Log(context.Background(), level, msg, args...)
-}
-
-// session runs one session: dial, handshake, serve streams until it ends.
-func (a *Agent) session(ctx context.Context) error {
-	// Login checks first: they may take seconds, and the relay gives a new
-	// session only HandshakeTimeout to say hello.
-	idx, err := a.publishable(ctx)
-	if err != nil {
-		return err
-	}
-	sess, err := a.dial(ctx)
-	if err != nil {
-		return fmt.Errorf("dial relay %s: %w", a.cfg.Relay, err)
-	}
-	handedOff := false // the session drains on after session returns
-	defer func() {
-		if !handedOff {
-			sess.Close()
-		}
-	}()
-	var routes []Route
-	for _, i := range idx {
-		routes = append(routes, a.cfg.Routes[i])
-	}
-	ctrl, welcome, err := handshake(ctx, sess, a.cfg.Token, a.cfg.Name, routes)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if !handedOff {
-			ctrl.Close()
-		}
-	}()
-	live := map[uint32]*liveRoute{}
-	var published []string
-	for _, acc := range welcome.Accepted {
-		for _, i := range idx {
-			r := a.cfg.Routes[i]
-			if r.Host == acc.Host && normPrefix(r.Prefix) == acc.Prefix {
-				addr, _ := ParseService(r.Service)
-				live[acc.ID] = &liveRoute{Route: r, addr: addr, guard: a.guards[i]}
-				published = append(published, strings.Join(acc.PublicURLs, " ")+" → "+r.Service)
-			}
-		}
-	}
-	for _, ref := range welcome.Refused {
-		a.log.Error("relay refused route", "host", ref.Host, "prefix", ref.Prefix, "reason", ref.Reason)
-	}
-	log := a.log.With("session", welcome.SessionID)
-	a.setState("connected "+welcome.SessionID, "connected", slog.LevelInfo, "session", welcome.SessionID, "transport", sess.Transport(), "relay", a.cfg.Relay, "routes", published)
-	a.mu.Lock()
-	if a.replaced != nil {
-		close(a.replaced)
-		a.replaced = nil
-	}
-	a.mu.Unlock()
-	if !a.stashChecked {
-		a.stashChecked = true
-		checked := map[string]bool{}
-		for _, acc := range welcome.Accepted {
-			rt := live[acc.ID]
-			if rt != nil && len(acc.PublicURLs) > 0 && rt.guard.isStash() && !checked[rt.Service] {
-				checked[rt.Service] = true
-				checkStashConfig(a.log, rt.Route, acc.PublicURLs[0])
-			}
-		}
-	}
-	if a.OnWelcome != nil {
-		a.OnWelcome(welcome)
-	}
-
-	sctx, cancel := context.WithCancel(ctx)
-	// The control stream's end is the session's end.
-	ctrlDone := make(chan struct{})
-	var hbErr error
-	go func() {
-		defer close(ctrlDone)
-		hbErr = protocol.KeepAlive(sctx, sess, ctrl, time.Duration(welcome.HeartbeatMillis)*time.Millisecond)
-		cancel()
-	}()
-	var wg sync.WaitGroup // the stream goroutines
-	var active atomic.Int64
-	served := make(chan error, 1)
-	acceptDone := make(chan struct{})
-	go func() {
-		defer close(acceptDone)
-		for {
-			st, err := sess.AcceptStream(sctx)
-			if err != nil {
-				if ctx.Err() != nil {
-					served <- ctx.Err()
-					return
-				}
-				ctrl.Close()
-				<-ctrlDone
-				if hbErr != nil && !errors.Is(hbErr, context.Canceled) {
-					served <- fmt.Errorf("session lost: %w", hbErr)
-					return
-				}
-				served <- fmt.Errorf("session lost: %w", err)
-				return
-			}
-			wg.Add(1)
-			active.Add(1)
-			go func() {
-				defer wg.Done()
-				defer active.Add(-1)
-				a.serveStream(sctx, log, live, st)
-			}()
-		}
-	}()
-	finish := func() {
-		ctrl.Close()
-		sess.Close()
-		<-ctrlDone
-		cancel()
-		<-acceptDone
-		wg.Wait()
-	}
-	switchTo := a.watchPath(sctx, log, sess, &wg)
-	select {
-	case err := <-served:
-		finish()
-		return err
-	case <-switchTo:
-	}
-	// Leave this session for a new one, but let it serve until the new one
-	// is up, and finish what it serves.
-	handedOff = true
-	a.mu.Lock()
-	if a.replaced == nil {
-		a.replaced = make(chan struct{})
-	}
-	next := a.replaced
-	a.mu.Unlock()
-	a.draining.Add(1)
-	go func() {
-		defer a.draining.Done()
-		drain(ctx, &active, served, next)
-		finish()
-	}()
-	return errLossySwitch
-}
-
-// drain returns once a session being left is no longer needed: when the
-// session replacing it is connected (replaced closed) and it has served its
-// streams, or drainFor after that; or as soon as it ends, or ctx does. Until
-// its replacement is up it serves on, however long that takes.
-func drain(ctx context.Context, active *atomic.Int64, ended <-chan error, replaced <-chan struct{}) {
-	select {
-	case <-ctx.Done():
-		return
-	case <-ended:
-		return
-	case <-replaced:
-	}
-	// The relay moves the routes when the new session says hello; the grace
-	// covers requests already on their way to this one.
-	const grace, poll = 2 * time.Second, 250 * time.Millisecond
-	start := time.Now()
-	t := time.NewTicker(poll)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ended:
-			return
-		case <-t.C:
-		}
-		if since := time.Since(start); since >= drainFor || (since >= grace && active.Load() == 0) {
-			return
-		}
-	}
-}
-
-// watchPath starts watching a QUIC session's packet loss when the agent may
-// change transport (auto), and returns a channel closed when it should.
-// It returns nil (a channel never ready) when there is nothing to watch.
-func (a *Agent) watchPath(ctx context.Context, log *slog.Logger, sess protocol.Session, wg *sync.WaitGroup) <-chan struct{} {
-	ps, ok := a.pathStats(sess)
-	if !ok || a.cfg.Transport != TransportAuto || a.cfg.LossCheck <= 0 {
-		return nil
-	}
-	a.fallbackOnce.Do(func() {
-		a.fallbackCC, a.fallbackErr = a.fallback()
-		if a.fallbackErr != nil {
-			a.log.Info("not watching QUIC for a lossy path: TCP could not do better here without BBR", "err", a.fallbackErr)
-		}
-	})
-	if a.fallbackErr != nil {
-		return nil
-	}
-	a.mu.Lock()
-	off := time.Now().Before(a.noSwitchUntil)
-	a.mu.Unlock()
-	if off {
-		return nil
-	}
-	ch := make(chan struct{})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if watchLoss(ctx, log, ps, a.cfg.LossCheck) == errLossySwitch {
-			a.mu.Lock()
-			a.tcpUntil = time.Now().Add(lossyHold)
-			a.mu.Unlock()
-			close(ch)
-		}
-	}()
-	return ch
 }
 
 // lossyTCP reports whether auto should dial TCP (with cc) because the QUIC
@@ -421,6 +233,8 @@ func handshake(ctx context.Context, sess protocol.Session, token, name string, r
 		return nil, nil, fmt.Errorf("open control stream: %w", err)
 	}
 	_ = ctrl.SetDeadline(time.Now().Add(protocol.HandshakeTimeout))
+	// The agent stopping ends the handshake at once, not at the deadline.
+	defer closeOnDone(ctx, ctrl)()
 	hello := protocol.Hello{Version: protocol.Version, Features: features, Token: token, Agent: name}
 	for _, r := range routes {
 		hello.Routes = append(hello.Routes, protocol.Route{Host: r.Host, Prefix: r.Prefix})
@@ -436,4 +250,19 @@ func handshake(ctx context.Context, sess protocol.Session, token, name string, r
 	}
 	_ = ctrl.SetDeadline(time.Time{})
 	return ctrl, w, nil
+}
+
+// closeOnDone closes c as soon as ctx ends, until the function it returns is
+// called; that function waits for a close under way.
+func closeOnDone(ctx context.Context, c io.Closer) (stop func()) {
+	closed := make(chan struct{})
+	stopClose := context.AfterFunc(ctx, func() {
+		defer close(closed)
+		c.Close()
+	})
+	return func() {
+		if !stopClose() {
+			<-closed
+		}
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/burrow-tunnel/burrow/internal/relaytest"
@@ -136,32 +137,55 @@ func TestLossySwitchKeepsServing(t *testing.T) {
 }
 
 // A session being left serves on until its replacement is connected, however
-// long that takes, and stops once it is and its streams are done.
+// long that takes, and stops once it is and its streams are done: after the
+// grace, or at drainFor with a stream still open.
 func TestDrainWaitsForReplacement(t *testing.T) {
-	var active atomic.Int64
-	ended := make(chan error)
-	replaced := make(chan struct{})
-	done := make(chan struct{})
-	go func() { drain(context.Background(), &active, ended, replaced); close(done) }()
-	select {
-	case <-done:
-		t.Fatal("drain ended with no replacement connected")
-	case <-time.After(3 * time.Second): // longer than the grace
-	}
-	close(replaced)
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("drain did not end after the replacement connected with no stream active")
-	}
+	synctest.Test(t, func(t *testing.T) {
+		var active atomic.Int64
+		replaced := make(chan struct{})
+		done := make(chan struct{})
+		go func() { drain(context.Background(), &active, replaced); close(done) }()
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		select {
+		case <-done:
+			t.Fatal("drain ended with no replacement connected")
+		default:
+		}
+		close(replaced)
+		start := time.Now()
+		<-done
+		if d := time.Since(start); d < 2*time.Second || d > 3*time.Second {
+			t.Errorf("with no stream active, drain ended %v after the replacement connected, want the grace (2s)", d)
+		}
 
-	// A session that ends by itself ends the drain at once.
-	done2 := make(chan struct{})
-	go func() { drain(context.Background(), &active, ended, make(chan struct{})); close(done2) }()
-	close(ended)
-	select {
-	case <-done2:
-	case <-time.After(5 * time.Second):
-		t.Fatal("drain did not end with its session")
-	}
+		active.Store(1)
+		start = time.Now()
+		drain(context.Background(), &active, replaced)
+		if d := time.Since(start); d != drainFor {
+			t.Errorf("with a stream active, drain ended after %v, want drainFor (%v)", d, drainFor)
+		}
+	})
+}
+
+// A session that ends by itself (its context) ends the drain at once, before
+// or after its replacement connected.
+func TestDrainEndsWithItsSession(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var active atomic.Int64
+		active.Store(1)
+		for _, connected := range []bool{false, true} {
+			replaced := make(chan struct{})
+			if connected {
+				close(replaced)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(5*time.Second, cancel)
+			start := time.Now()
+			drain(ctx, &active, replaced)
+			if d := time.Since(start); d != 5*time.Second {
+				t.Errorf("replacement connected %v: drain ended %v after start, want when its session ended (5s)", connected, d)
+			}
+		}
+	})
 }

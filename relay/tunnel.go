@@ -9,60 +9,138 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"path"
 	"slices"
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/burrow-tunnel/burrow/protocol"
 )
+
+// tunnelSession is one agent's session, from its welcome until it ends: the
+// accept path (handshake) authenticates the agent and publishes its routes,
+// run keeps them published while the session lives.
+type tunnelSession struct {
+	srv    *Server
+	log    *slog.Logger
+	sess   protocol.Session
+	ctrl   protocol.Stream // the control stream; its end is the session's
+	routes []*route        // published for this session
+}
 
 // serveSession runs one agent session: the handshake on its control stream,
 // then the published routes until the session or ctx ends.
 func (s *Server) serveSession(ctx context.Context, sess protocol.Session) {
 	defer sess.Close()
 	log := s.log.With("remote", sess.RemoteAddr().String(), "transport", sess.Transport())
+	ts := s.handshake(ctx, sess, log)
+	if ts == nil {
+		return
+	}
+	if err := ts.run(ctx); err != nil {
+		ts.log.Info("agent session ended", "reason", err)
+	}
+	ts.log.Info("agent disconnected")
+}
 
+// run keeps the session's heartbeat until the heartbeat fails, the session
+// ends or ctx does; it then closes the session, unpublishes its routes, and
+// returns why the heartbeat ended (nil when ctx did).
+func (t *tunnelSession) run(ctx context.Context) error {
+	defer t.srv.reg.remove(t.routes) // once the session is closed and its heartbeat over
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var g errgroup.Group
+	g.Go(func() error {
+		defer cancel() // the control stream's end is the session's end
+		return protocol.KeepAlive(ctx, t.sess, t.ctrl, protocol.HeartbeatPeriod)
+	})
+	select {
+	case <-ctx.Done():
+	case <-t.sess.Done():
+	}
+	t.ctrl.Close()
+	t.sess.Close()
+	return g.Wait()
+}
+
+// handshake reads the agent's hello on the session's first stream,
+// authenticates the agent and publishes its routes. It returns the session
+// welcomed, or nil when the session ends here: refused, a dry run, or failed.
+func (s *Server) handshake(ctx context.Context, sess protocol.Session, log *slog.Logger) *tunnelSession {
 	hctx, cancel := context.WithTimeout(ctx, protocol.HandshakeTimeout)
 	ctrl, err := sess.AcceptStream(hctx)
 	cancel()
 	if err != nil {
 		log.Debug("agent sent no control stream", "err", err)
-		return
+		return nil
 	}
-	defer ctrl.Close()
 	// The deadline guards the handshake only; afterwards the session keepalive carries liveness.
 	_ = ctrl.SetDeadline(time.Now().Add(protocol.HandshakeTimeout))
+	// The relay stopping ends the handshake at once, not at the deadline.
+	defer closeOnDone(ctx, ctrl)()
+	hello, grant := s.readHello(ctrl, log)
+	if grant == nil {
+		ctrl.Close()
+		return nil
+	}
+	sessionID := newSessionID()
+	log = log.With("agent", grant.Name, "session", sessionID)
+	routes, welcome := s.publish(grant, sess, hello, log)
+	welcome.SessionID = sessionID
+	if !s.answer(ctrl, routes, welcome, log) {
+		s.reg.remove(routes)
+		ctrl.Close()
+		return nil
+	}
+	_ = ctrl.SetDeadline(time.Time{})
+	var hosts []string
+	for _, a := range welcome.Accepted {
+		hosts = append(hosts, a.Host+a.Prefix)
+	}
+	log.Info("agent connected", "routes", hosts)
+	return &tunnelSession{srv: s, log: log, sess: sess, ctrl: ctrl, routes: routes}
+}
+
+// readHello reads the agent's hello and authenticates it; a nil grant means
+// the agent was refused (and told why).
+func (s *Server) readHello(ctrl protocol.Stream, log *slog.Logger) (*protocol.Hello, *AgentGrant) {
 	hello, err := protocol.ReadHello(ctrl)
 	if err != nil {
 		log.Info("agent handshake failed", "err", err)
 		s.reject(ctrl, protocol.RejectBadHello, "could not read hello: "+err.Error())
-		return
+		return nil, nil
 	}
 	if hello.Version != protocol.Version {
 		log.Warn("agent speaks another protocol version", "agent_version", hello.Version, "relay_version", protocol.Version)
 		s.reject(ctrl, protocol.RejectVersion, fmt.Sprintf("relay speaks protocol version %d, agent sent %d: upgrade the older side", protocol.Version, hello.Version))
-		return
+		return nil, nil
 	}
 	grant := s.authenticate(hello.Token)
 	if grant == nil {
 		log.Warn("agent refused: invalid token", "agent_name", hello.Agent)
 		s.reject(ctrl, protocol.RejectBadToken, "invalid token: it matches no agents[].token_sha256 in the relay's config")
-		return
+		return nil, nil
 	}
-	sessionID := newSessionID()
-	log = log.With("agent", grant.Name, "session", sessionID)
+	return hello, grant
+}
 
-	var (
-		routes  []*route
-		welcome = protocol.Welcome{
-			Version:         protocol.Version,
-			SessionID:       sessionID,
-			Agent:           grant.Name,
-			HeartbeatMillis: protocol.HeartbeatPeriod.Milliseconds(),
-		}
-	)
+// publish publishes the routes the agent asks for and may have (a dry run
+// only checks them), and returns them with the welcome that lists them.
+func (s *Server) publish(grant *AgentGrant, sess protocol.Session, hello *protocol.Hello, log *slog.Logger) ([]*route, *protocol.Welcome) {
+	var routes []*route
+	welcome := &protocol.Welcome{
+		Version:         protocol.Version,
+		Agent:           grant.Name,
+		HeartbeatMillis: protocol.HeartbeatPeriod.Milliseconds(),
+	}
 	dryRun := slices.Contains(hello.Features, protocol.FeatureDryRun)
+	if dryRun {
+		welcome.Features = []string{protocol.FeatureDryRun}
+	}
 	for _, want := range hello.Routes {
 		host, prefix, reason := s.checkRoute(grant, want)
 		if reason == "" && dryRun {
@@ -86,14 +164,18 @@ func (s *Server) serveSession(ctx context.Context, sess protocol.Session) {
 		welcome.Refused = append(welcome.Refused, protocol.RefusedRoute{Host: want.Host, Prefix: want.Prefix, Reason: reason})
 		log.Warn("route refused", "host", want.Host, "prefix", want.Prefix, "reason", reason)
 	}
-	defer s.reg.remove(routes)
-	if dryRun {
-		welcome.Features = []string{protocol.FeatureDryRun}
-		if err := protocol.WriteMessage(ctrl, protocol.MsgWelcome, &welcome); err != nil {
+	return routes, welcome
+}
+
+// answer answers the hello: the welcome, or a refusal when no route was
+// published. It reports whether the session goes on (not after a dry run).
+func (s *Server) answer(ctrl protocol.Stream, routes []*route, welcome *protocol.Welcome, log *slog.Logger) bool {
+	if slices.Contains(welcome.Features, protocol.FeatureDryRun) {
+		if err := protocol.WriteMessage(ctrl, protocol.MsgWelcome, welcome); err != nil {
 			log.Debug("dry-run answer failed", "err", err)
 		}
 		linger(ctrl)
-		return
+		return false
 	}
 	if len(routes) == 0 {
 		var reasons []string
@@ -101,37 +183,28 @@ func (s *Server) serveSession(ctx context.Context, sess protocol.Session) {
 			reasons = append(reasons, r.Host+r.Prefix+": "+r.Reason)
 		}
 		s.reject(ctrl, protocol.RejectNoRoutes, "no route accepted: "+strings.Join(reasons, "; "))
-		return
+		return false
 	}
-	if err := protocol.WriteMessage(ctrl, protocol.MsgWelcome, &welcome); err != nil {
+	if err := protocol.WriteMessage(ctrl, protocol.MsgWelcome, welcome); err != nil {
 		log.Info("agent handshake failed", "err", err)
-		return
+		return false
 	}
-	_ = ctrl.SetDeadline(time.Time{})
-	var hosts []string
-	for _, a := range welcome.Accepted {
-		hosts = append(hosts, a.Host+a.Prefix)
-	}
-	log.Info("agent connected", "routes", hosts)
+	return true
+}
 
-	// The control stream stays open for the session's life; its end (or the
-	// session's) unpublishes the routes.
-	ended := make(chan struct{})
-	go func() {
-		defer close(ended)
-		if err := protocol.KeepAlive(ctx, sess, ctrl, protocol.HeartbeatPeriod); err != nil {
-			log.Info("agent session ended", "reason", err)
+// closeOnDone closes c as soon as ctx ends, until the function it returns is
+// called; that function waits for a close under way.
+func closeOnDone(ctx context.Context, c io.Closer) (stop func()) {
+	closed := make(chan struct{})
+	stopClose := context.AfterFunc(ctx, func() {
+		defer close(closed)
+		c.Close()
+	})
+	return func() {
+		if !stopClose() {
+			<-closed
 		}
-	}()
-	select {
-	case <-ended:
-	case <-sess.Done():
-	case <-ctx.Done():
 	}
-	ctrl.Close()
-	sess.Close()
-	<-ended
-	log.Info("agent disconnected")
 }
 
 func (s *Server) reject(ctrl protocol.Stream, code, msg string) {

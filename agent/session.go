@@ -1,0 +1,269 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/burrow-tunnel/burrow/protocol"
+)
+
+// session is one session the relay has welcomed, from the Welcome until it
+// ends: connect authenticates and publishes, run serves.
+type session struct {
+	a         *Agent
+	log       *slog.Logger
+	sess      protocol.Session
+	ctrl      protocol.Stream       // the control stream; its end is the session's
+	routes    map[uint32]*liveRoute // by the id the relay gave each route
+	heartbeat time.Duration
+
+	active atomic.Int64  // streams being served
+	left   chan struct{} // closed when the agent leaves this session for a new one
+}
+
+// connect dials the relay, says hello and returns the session the relay
+// welcomed, ready to run.
+func (a *Agent) connect(ctx context.Context) (*session, error) {
+	// Login checks first: they may take seconds, and the relay gives a new
+	// session only HandshakeTimeout to say hello.
+	idx, err := a.publishable(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sess, err := a.dial(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("dial relay %s: %w", a.cfg.Relay, err)
+	}
+	s, err := a.hello(ctx, sess, idx)
+	if err != nil {
+		sess.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// hello publishes the routes cfg.Routes[idx] on sess; once the relay has
+// welcomed them, the session it returns is connected.
+func (a *Agent) hello(ctx context.Context, sess protocol.Session, idx []int) (*session, error) {
+	var routes []Route
+	for _, i := range idx {
+		routes = append(routes, a.cfg.Routes[i])
+	}
+	ctrl, welcome, err := handshake(ctx, sess, a.cfg.Token, a.cfg.Name, routes)
+	if err != nil {
+		return nil, err
+	}
+	live, published := a.liveRoutes(idx, welcome)
+	for _, ref := range welcome.Refused {
+		a.log.Error("relay refused route", "host", ref.Host, "prefix", ref.Prefix, "reason", ref.Reason)
+	}
+	a.setState("connected "+welcome.SessionID, "connected", slog.LevelInfo, "session", welcome.SessionID, "transport", sess.Transport(), "relay", a.cfg.Relay, "routes", published)
+	a.markReplaced()
+	if !a.stashChecked {
+		a.stashChecked = true
+		a.checkStash(welcome, live)
+	}
+	if a.OnWelcome != nil {
+		a.OnWelcome(welcome)
+	}
+	return &session{
+		a:         a,
+		log:       a.log.With("session", welcome.SessionID),
+		sess:      sess,
+		ctrl:      ctrl,
+		routes:    live,
+		heartbeat: time.Duration(welcome.HeartbeatMillis) * time.Millisecond,
+		left:      make(chan struct{}),
+	}, nil
+}
+
+// liveRoutes matches the routes the relay accepted to the configured ones,
+// and describes them for the log.
+func (a *Agent) liveRoutes(idx []int, welcome *protocol.Welcome) (map[uint32]*liveRoute, []string) {
+	live := map[uint32]*liveRoute{}
+	var published []string
+	for _, acc := range welcome.Accepted {
+		for _, i := range idx {
+			r := a.cfg.Routes[i]
+			if r.Host == acc.Host && normPrefix(r.Prefix) == acc.Prefix {
+				addr, _ := ParseService(r.Service)
+				live[acc.ID] = &liveRoute{Route: r, addr: addr, guard: a.guards[i]}
+				published = append(published, strings.Join(acc.PublicURLs, " ")+" → "+r.Service)
+			}
+		}
+	}
+	return live, published
+}
+
+// checkStash logs, once per service, whether each published Stash's
+// external_host fits its public URL.
+func (a *Agent) checkStash(welcome *protocol.Welcome, live map[uint32]*liveRoute) {
+	checked := map[string]bool{}
+	for _, acc := range welcome.Accepted {
+		rt := live[acc.ID]
+		if rt != nil && len(acc.PublicURLs) > 0 && rt.guard.isStash() && !checked[rt.Service] {
+			checked[rt.Service] = true
+			checkStashConfig(a.log, rt.Route, acc.PublicURLs[0])
+		}
+	}
+}
+
+// run serves the session's streams until the session ends, ctx does, or the
+// agent has left it for a new session and it has served its streams out
+// (handOver). It returns why the session ended (errLossySwitch once the
+// agent left it), and never while one of its goroutines still runs.
+func (s *session) run(ctx context.Context) (err error) {
+	sctx, cancel := context.WithCancel(ctx)
+	g, sctx := errgroup.WithContext(sctx)
+	defer func() {
+		cancel()
+		s.ctrl.Close()
+		s.sess.Close() // ends the streams still open
+		if gerr := g.Wait(); gerr != nil {
+			err = gerr
+		}
+		select {
+		case <-s.left:
+			err = errLossySwitch // whatever ended it since
+		default:
+		}
+	}()
+	g.Go(func() error {
+		defer cancel() // the control stream's end is the session's end
+		return s.keepAlive(sctx)
+	})
+	if ps, ok := s.a.lossWatch(s.sess); ok {
+		g.Go(func() error { return s.leaveIfLossy(sctx, ps) })
+	}
+	for {
+		st, aerr := s.sess.AcceptStream(sctx)
+		if aerr != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("session lost: %w", aerr)
+		}
+		s.active.Add(1)
+		g.Go(func() error {
+			defer s.active.Add(-1)
+			s.a.serveStream(sctx, s.log, s.routes, st)
+			return nil
+		})
+	}
+}
+
+// keepAlive runs the heartbeat on the control stream until it fails or ctx ends.
+func (s *session) keepAlive(ctx context.Context) error {
+	err := protocol.KeepAlive(ctx, s.sess, s.ctrl, s.heartbeat)
+	if err == nil || errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return fmt.Errorf("session lost: %w", err)
+}
+
+// leaveIfLossy watches the QUIC path's packet loss until ctx ends; when the
+// path proves lossy, the agent moves to TCP and this session is handed over.
+func (s *session) leaveIfLossy(ctx context.Context, ps protocol.PathStatser) error {
+	if watchLoss(ctx, s.log, ps, s.a.cfg.LossCheck) != errLossySwitch {
+		return nil
+	}
+	s.a.holdTCP()
+	return s.handOver(ctx)
+}
+
+// handOver leaves the session for a new one: the agent connects anew at once
+// (left is closed), while this session serves on until the new one is
+// connected and its own streams are done (drain). The error it then returns
+// ends the session; ctx ending (the session lost, or the agent stopped) ends
+// the hand-over sooner.
+func (s *session) handOver(ctx context.Context) error {
+	next := s.a.replacement()
+	close(s.left)
+	drain(ctx, &s.active, next)
+	return errLossySwitch
+}
+
+// drain returns once a session being left is no longer needed: when the
+// session replacing it is connected (replaced closed) and it has served its
+// streams, or drainFor after that; or as soon as ctx ends. Until its
+// replacement is up it serves on, however long that takes.
+func drain(ctx context.Context, active *atomic.Int64, replaced <-chan struct{}) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-replaced:
+	}
+	// The relay moves the routes when the new session says hello; the grace
+	// covers requests already on their way to this one.
+	const grace, poll = 2 * time.Second, 250 * time.Millisecond
+	start := time.Now()
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if since := time.Since(start); since >= drainFor || (since >= grace && active.Load() == 0) {
+			return
+		}
+	}
+}
+
+// replacement returns a channel closed when the agent's next session is
+// connected.
+func (a *Agent) replacement() <-chan struct{} {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.replaced == nil {
+		a.replaced = make(chan struct{})
+	}
+	return a.replaced
+}
+
+// markReplaced tells a session being left that its replacement is connected.
+func (a *Agent) markReplaced() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.replaced != nil {
+		close(a.replaced)
+		a.replaced = nil
+	}
+}
+
+// lossWatch returns a QUIC session's loss counts to watch when the agent may
+// change transport (auto); ok is false when there is nothing to watch.
+func (a *Agent) lossWatch(sess protocol.Session) (ps protocol.PathStatser, ok bool) {
+	ps, ok = a.pathStats(sess)
+	if !ok || a.cfg.Transport != TransportAuto || a.cfg.LossCheck <= 0 {
+		return nil, false
+	}
+	a.fallbackOnce.Do(func() {
+		a.fallbackCC, a.fallbackErr = a.fallback()
+		if a.fallbackErr != nil {
+			a.log.Info("not watching QUIC for a lossy path: TCP could not do better here without BBR", "err", a.fallbackErr)
+		}
+	})
+	if a.fallbackErr != nil {
+		return nil, false
+	}
+	a.mu.Lock()
+	off := time.Now().Before(a.noSwitchUntil)
+	a.mu.Unlock()
+	return ps, !off
+}
+
+// holdTCP has auto dial TCP for lossyHold: the QUIC path proved lossy.
+func (a *Agent) holdTCP() {
+	a.mu.Lock()
+	a.tcpUntil = time.Now().Add(lossyHold)
+	a.mu.Unlock()
+}
