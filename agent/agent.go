@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"sync"
@@ -232,9 +231,7 @@ func handshake(ctx context.Context, sess protocol.Session, token, name string, r
 	if err != nil {
 		return nil, nil, fmt.Errorf("open control stream: %w", err)
 	}
-	_ = ctrl.SetDeadline(time.Now().Add(protocol.HandshakeTimeout))
-	// The agent stopping ends the handshake at once, not at the deadline.
-	defer closeOnDone(ctx, ctrl)()
+	defer protocol.GuardHandshake(ctx, ctrl)()
 	hello := protocol.Hello{Version: protocol.Version, Features: features, Token: token, Agent: name}
 	for _, r := range routes {
 		hello.Routes = append(hello.Routes, protocol.Route{Host: r.Host, Prefix: r.Prefix})
@@ -248,21 +245,5 @@ func handshake(ctx context.Context, sess protocol.Session, token, name string, r
 		ctrl.Close()
 		return nil, nil, err
 	}
-	_ = ctrl.SetDeadline(time.Time{})
 	return ctrl, w, nil
-}
-
-// closeOnDone closes c as soon as ctx ends, until the function it returns is
-// called; that function waits for a close under way.
-func closeOnDone(ctx context.Context, c io.Closer) (stop func()) {
-	closed := make(chan struct{})
-	stopClose := context.AfterFunc(ctx, func() {
-		defer close(closed)
-		c.Close()
-	})
-	return func() {
-		if !stopClose() {
-			<-closed
-		}
-	}
 }

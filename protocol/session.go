@@ -59,3 +59,24 @@ type PathStatser interface {
 // HandshakeTimeout bounds a transport's handshake and the Hello/Welcome
 // exchange on the control stream; keepalives carry liveness after it.
 const HandshakeTimeout = 10 * time.Second
+
+// GuardHandshake bounds the Hello/Welcome exchange on a control stream: it
+// sets HandshakeTimeout as the stream's deadline, and closes the stream as
+// soon as ctx ends (the agent or relay stopping ends the handshake at once,
+// not at the deadline). The function it returns ends the guard: it waits
+// for a close under way, and clears the deadline, since keepalives carry
+// liveness once the handshake is over.
+func GuardHandshake(ctx context.Context, ctrl Stream) (done func()) {
+	_ = ctrl.SetDeadline(time.Now().Add(HandshakeTimeout))
+	closed := make(chan struct{})
+	stopClose := context.AfterFunc(ctx, func() {
+		defer close(closed)
+		ctrl.Close()
+	})
+	return func() {
+		if !stopClose() {
+			<-closed
+		}
+		_ = ctrl.SetDeadline(time.Time{})
+	}
+}

@@ -78,10 +78,7 @@ func (s *Server) handshake(ctx context.Context, sess protocol.Session, log *slog
 		log.Debug("agent sent no control stream", "err", err)
 		return nil
 	}
-	// The deadline guards the handshake only; afterwards the session keepalive carries liveness.
-	_ = ctrl.SetDeadline(time.Now().Add(protocol.HandshakeTimeout))
-	// The relay stopping ends the handshake at once, not at the deadline.
-	defer closeOnDone(ctx, ctrl)()
+	defer protocol.GuardHandshake(ctx, ctrl)()
 	hello, grant := s.readHello(ctrl, log)
 	if grant == nil {
 		ctrl.Close()
@@ -96,7 +93,6 @@ func (s *Server) handshake(ctx context.Context, sess protocol.Session, log *slog
 		ctrl.Close()
 		return nil
 	}
-	_ = ctrl.SetDeadline(time.Time{})
 	var hosts []string
 	for _, a := range welcome.Accepted {
 		hosts = append(hosts, a.Host+a.Prefix)
@@ -190,21 +186,6 @@ func (s *Server) answer(ctrl protocol.Stream, routes []*route, welcome *protocol
 		return false
 	}
 	return true
-}
-
-// closeOnDone closes c as soon as ctx ends, until the function it returns is
-// called; that function waits for a close under way.
-func closeOnDone(ctx context.Context, c io.Closer) (stop func()) {
-	closed := make(chan struct{})
-	stopClose := context.AfterFunc(ctx, func() {
-		defer close(closed)
-		c.Close()
-	})
-	return func() {
-		if !stopClose() {
-			<-closed
-		}
-	}
 }
 
 func (s *Server) reject(ctrl protocol.Stream, code, msg string) {
