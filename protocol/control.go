@@ -21,18 +21,11 @@ const (
 	MsgPong MsgType = 5
 )
 
+var msgTypeNames = [...]string{MsgHello: "hello", MsgWelcome: "welcome", MsgReject: "reject", MsgPing: "ping", MsgPong: "pong"}
+
 func (t MsgType) String() string {
-	switch t {
-	case MsgHello:
-		return "hello"
-	case MsgWelcome:
-		return "welcome"
-	case MsgReject:
-		return "reject"
-	case MsgPing:
-		return "ping"
-	case MsgPong:
-		return "pong"
+	if int(t) < len(msgTypeNames) && msgTypeNames[t] != "" {
+		return msgTypeNames[t]
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -50,11 +43,17 @@ type Route struct {
 
 // Hello is the agent's first control message.
 type Hello struct {
-	Version  int      `json:"version"`
+	// Version is the protocol version the agent speaks; a relay that does
+	// not speak it answers Reject with RejectVersion and its own.
+	Version int `json:"version"`
+	// Features are optional behaviours the agent asks for (FeatureDryRun).
 	Features []string `json:"features,omitempty"`
-	Token    string   `json:"token"`
-	Agent    string   `json:"agent,omitempty"`
-	Routes   []Route  `json:"routes"`
+	// Token is the agent's secret; the relay keeps only its SHA-256.
+	Token string `json:"token"`
+	// Agent names the agent in the relay's logs.
+	Agent string `json:"agent,omitempty"`
+	// Routes are what the agent asks to publish: a host, and a path prefix or "".
+	Routes []Route `json:"routes"`
 }
 
 // AcceptedRoute is a route the relay published, with the id that data streams carry.
@@ -75,12 +74,18 @@ type RefusedRoute struct {
 
 // Welcome is the relay's answer to an accepted Hello.
 type Welcome struct {
-	Version   int             `json:"version"`
-	Features  []string        `json:"features,omitempty"`
-	SessionID string          `json:"session_id"`
-	Agent     string          `json:"agent"`
-	Accepted  []AcceptedRoute `json:"accepted"`
-	Refused   []RefusedRoute  `json:"refused,omitempty"`
+	// Version is the protocol version the session speaks.
+	Version int `json:"version"`
+	// Features are the Hello's features the relay honours.
+	Features []string `json:"features,omitempty"`
+	// SessionID names the session in both sides' logs.
+	SessionID string `json:"session_id"`
+	// Agent is the agent's name as the relay's grant has it.
+	Agent string `json:"agent"`
+	// Accepted are the routes published; data streams name them by ID.
+	Accepted []AcceptedRoute `json:"accepted"`
+	// Refused are the routes not published, each with the reason.
+	Refused []RefusedRoute `json:"refused,omitempty"`
 	// HeartbeatMillis is the keepalive period the relay expects.
 	HeartbeatMillis int64 `json:"heartbeat_ms"`
 }

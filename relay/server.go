@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"log/slog"
 	"net"
@@ -128,25 +129,24 @@ func (s *Server) Listen() (err error) {
 
 // closeListeners undoes a failed Listen.
 func (s *Server) closeListeners() {
-	if s.tunnel != nil {
-		s.tunnel.Close()
-	}
-	if s.h3Ln != nil {
-		s.h3Ln.Close()
-	}
-	if s.h3Tr != nil {
-		s.h3Tr.Close()
-	}
-	if s.httpLn != nil {
-		s.httpLn.Close()
-	}
-	if s.httpsLn != nil {
-		s.httpsLn.Close()
-	}
-	if s.httpsUDP != nil {
-		s.httpsUDP.Close()
-	}
+	closeIfSet(s.tunnel)
+	closeIfSet(s.h3Ln)
+	closeIfSet(s.h3Tr)
+	closeIfSet(s.httpLn)
+	closeIfSet(s.httpsLn)
+	closeIfSet(s.httpsUDP)
 	s.public.stop()
+}
+
+// closeIfSet closes c unless it is nil.
+func closeIfSet[T interface {
+	comparable
+	io.Closer
+}](c T) {
+	var unset T
+	if c != unset {
+		c.Close()
+	}
 }
 
 // TunnelAddr is the bound tunnel address (TCP; UDP has the same port).

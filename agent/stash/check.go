@@ -28,13 +28,8 @@ const (
 
 // String returns "unset", "equal" or "different".
 func (v Verdict) String() string {
-	switch v {
-	case Unset:
-		return "unset"
-	case Equal:
-		return "equal"
-	case Different:
-		return "different"
+	if names := [...]string{Unset: "unset", Equal: "equal", Different: "different"}; v >= 0 && int(v) < len(names) {
+		return names[v]
 	}
 	return fmt.Sprintf("Verdict(%d)", int(v))
 }

@@ -24,13 +24,8 @@ const (
 
 // String returns "login required", "no login" or "not stash".
 func (s LoginState) String() string {
-	switch s {
-	case LoginRequired:
-		return "login required"
-	case NoLogin:
-		return "no login"
-	case NotStash:
-		return "not stash"
+	if names := [...]string{LoginRequired: "login required", NoLogin: "no login", NotStash: "not stash"}; s > 0 && int(s) < len(names) {
+		return names[s]
 	}
 	return fmt.Sprintf("LoginState(%d)", int(s))
 }

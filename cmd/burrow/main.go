@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -89,24 +90,8 @@ func configFlag(c *cobra.Command, p *string) {
 }
 
 func newRelayCmd() *cobra.Command {
-	var path string
-	c := &cobra.Command{
-		Use:   "relay",
-		Short: "Run the relay (on the public server)",
-		Args:  cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			cfg, lf, err := loadRelayConfig(path)
-			if err != nil {
-				return err
-			}
-			s, err := relay.New(cfg, newLogger(lf))
-			if err != nil {
-				return err
-			}
-			return s.Run(c.Context())
-		},
-	}
-	configFlag(c, &path)
+	c := daemonCmd("relay", "Run the relay (on the public server)", loadRelayConfig,
+		func(cfg relay.Config, log *slog.Logger) (runner, error) { return relay.New(cfg, log) })
 	var fpPath string
 	fp := &cobra.Command{
 		Use:   "fingerprint",
@@ -131,21 +116,33 @@ func newRelayCmd() *cobra.Command {
 }
 
 func newAgentCmd() *cobra.Command {
+	return daemonCmd("agent", "Run the agent (at home, next to the service)", loadAgentConfig,
+		func(cfg agent.Config, log *slog.Logger) (runner, error) { return agent.New(cfg, log) })
+}
+
+// runner is a daemon: the relay or the agent.
+type runner interface {
+	Run(ctx context.Context) error
+}
+
+// daemonCmd is a command that loads its config file and runs the daemon
+// that start makes from it until the process is told to stop.
+func daemonCmd[C any](use, short string, load func(path string) (C, logFile, error), start func(C, *slog.Logger) (runner, error)) *cobra.Command {
 	var path string
 	c := &cobra.Command{
-		Use:   "agent",
-		Short: "Run the agent (at home, next to the service)",
+		Use:   use,
+		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			cfg, lf, err := loadAgentConfig(path)
+			cfg, lf, err := load(path)
 			if err != nil {
 				return err
 			}
-			a, err := agent.New(cfg, newLogger(lf))
+			r, err := start(cfg, newLogger(lf))
 			if err != nil {
 				return err
 			}
-			return a.Run(c.Context())
+			return r.Run(c.Context())
 		},
 	}
 	configFlag(c, &path)
