@@ -32,9 +32,9 @@ func (s *Server) newProxy() *httputil.ReverseProxy {
 		DialContext:           s.dialRoute,
 		MaxIdleConns:          4096,
 		MaxIdleConnsPerHost:   1024,
-		IdleConnTimeout:       90e9,
+		IdleConnTimeout:       90 * time.Second,
 		DisableCompression:    true,
-		ExpectContinueTimeout: 1e9,
+		ExpectContinueTimeout: time.Second,
 		// The default 4 KiB bufio buffers: large body reads bypass them, and
 		// an upgraded connection (a WebSocket) keeps them for its whole life.
 		// No ResponseHeaderTimeout: HLS segments and long GraphQL calls may take
