@@ -32,9 +32,9 @@ func (s *Server) newProxy() *httputil.ReverseProxy {
 		DialContext:           s.dialRoute,
 		MaxIdleConns:          4096,
 		MaxIdleConnsPerHost:   1024,
-		IdleConnTimeout:       90e9,
+		IdleConnTimeout:       90 * time.Second,
 		DisableCompression:    true,
-		ExpectContinueTimeout: 1e9,
+		ExpectContinueTimeout: time.Second,
 		// The default 4 KiB bufio buffers: large body reads bypass them, and
 		// an upgraded connection (a WebSocket) keeps them for its whole life.
 		// No ResponseHeaderTimeout: HLS segments and long GraphQL calls may take
@@ -120,9 +120,12 @@ func (c *statusConn) Write(p []byte) (int, error) {
 // a status, if any, came before the close that failed the write.
 const statusWait = time.Second
 
-// rewrite sets the outgoing request's URL and forwarded headers (DESIGN.md's table).
+// rewrite sets the outgoing request's URL and headers: no hop-by-hop ones
+// but an upgrade's, and the forwarded ones (DESIGN.md's table). Every request
+// bound for a service comes through here (see hop.go).
 func (s *Server) rewrite(pr *httputil.ProxyRequest) {
 	rt := pr.In.Context().Value(routeKey).(*route)
+	outboundHeader(pr.In, pr.Out.Header)
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = "r" + strconv.FormatUint(uint64(rt.id), 10) + routeHostSuffix
 	if rt.prefix != "" {
@@ -133,6 +136,11 @@ func (s *Server) rewrite(pr *httputil.ProxyRequest) {
 	}
 	pr.Out.Host = pr.In.Host
 	setForwarded(pr, rt.prefix, s.trusted(pr.In.RemoteAddr))
+	if _, ok := pr.Out.Header["User-Agent"]; !ok {
+		// Not Go's default, as httputil.ReverseProxy does: the upgrade ways
+		// write the request themselves.
+		pr.Out.Header.Set("User-Agent", "")
+	}
 }
 
 func stripPrefix(p, prefix string) string {
@@ -200,9 +208,10 @@ func setForwarded(pr *httputil.ProxyRequest, prefix string, trusted bool) {
 		if v := in.Header.Get("X-Forwarded-Port"); v != "" {
 			port = v
 		}
-	} else {
-		out.Del("Forwarded")
 	}
+	// Not kept even from a trusted proxy: httputil.ReverseProxy drops it
+	// before Rewrite, and Stash ignores it.
+	out.Del("Forwarded")
 	out.Set("X-Real-IP", realIP)
 	out.Set("X-Forwarded-For", xff)
 	out.Set("X-Forwarded-Proto", proto)

@@ -21,6 +21,7 @@ import (
 // a reader goroutine, three wake-ups per request that a small answer pays
 // for in full. Requests with a body, and anything unusual, go to fallback,
 // which handles request bodies racing early answers, 100-continue and the rest.
+// Both write requests as rewrite left them, hop-by-hop headers gone (hop.go).
 type streamTransport struct {
 	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
 	fallback    *http.Transport

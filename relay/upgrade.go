@@ -55,17 +55,7 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *route)
 	out := in.Clone(ctx)
 	out.RequestURI = ""
 	out.Body, out.ContentLength, out.TransferEncoding = nil, 0, nil
-	for _, f := range out.Header["Connection"] {
-		for _, k := range strings.Split(f, ",") {
-			out.Header.Del(strings.TrimSpace(k))
-		}
-	}
-	for _, k := range hopHeaders {
-		out.Header.Del(k)
-	}
-	out.Header.Set("Connection", "Upgrade")
-	out.Header.Set("Upgrade", upType)
-	s.rewrite(&httputil.ProxyRequest{In: in, Out: out})
+	s.rewrite(&httputil.ProxyRequest{In: in, Out: out}) // keeps Connection: Upgrade and Upgrade: upType
 
 	br, resp, err := sendUpgrade(conn, out)
 	if err != nil {
@@ -75,9 +65,7 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *route)
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		// The service refused the upgrade (a 401 without a login, say): pass its answer on.
 		defer resp.Body.Close()
-		for _, k := range hopHeaders {
-			resp.Header.Del(k)
-		}
+		removeHopHeaders(resp.Header)
 		copyHeaders(w.Header(), resp.Header)
 		w.WriteHeader(resp.StatusCode)
 		_, _ = io.Copy(w, resp.Body)

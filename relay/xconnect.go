@@ -43,9 +43,6 @@ func extendedProtocol(r *http.Request) string {
 	return ""
 }
 
-// hopHeaders are not forwarded between the two sides of the bridge.
-var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
-
 // serveExtendedConnect bridges an extended-CONNECT websocket to the route's
 // service as an HTTP/1.1 upgrade on one tunnel stream.
 func (s *Server) serveExtendedConnect(w http.ResponseWriter, r *http.Request, rt *route) {
@@ -67,14 +64,9 @@ func (s *Server) serveExtendedConnect(w http.ResponseWriter, r *http.Request, rt
 	out.Method = http.MethodGet
 	out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/1.1", 1, 1
 	out.Body, out.ContentLength, out.TransferEncoding, out.RequestURI = nil, 0, nil, ""
-	out.Header.Del(":protocol")
-	for _, k := range hopHeaders {
-		out.Header.Del(k)
-	}
-	out.Header.Set("Connection", "Upgrade")
-	out.Header.Set("Upgrade", "websocket")
 	out.Header.Set("Sec-WebSocket-Key", key)
 	out.Header.Set("Sec-WebSocket-Version", "13")
+	// rewrite asks for the upgrade: Connection: Upgrade, Upgrade: websocket.
 	s.rewrite(&httputil.ProxyRequest{In: in, Out: out})
 
 	br, resp, err := sendUpgrade(conn, out)
@@ -83,9 +75,7 @@ func (s *Server) serveExtendedConnect(w http.ResponseWriter, r *http.Request, rt
 		return
 	}
 	defer resp.Body.Close()
-	for _, k := range hopHeaders {
-		resp.Header.Del(k)
-	}
+	removeHopHeaders(resp.Header)
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		// The service refused the upgrade (401 without a login, say): pass its answer on.
 		copyHeaders(w.Header(), resp.Header)

@@ -127,16 +127,9 @@ func readFrame(r *bufio.Reader) (byte, []byte, error) {
 
 // TestWebsocketHTTP2ExtendedConnect: with GODEBUG=http2xconnect=1 Go's HTTP/2
 // server offers RFC 8441, and browsers then send websockets as HTTP/2
-// extended CONNECT; the relay bridges them too. GODEBUG is read at start, so
-// the test runs itself again in a child process with it set.
+// extended CONNECT; the relay bridges them too.
 func TestWebsocketHTTP2ExtendedConnect(t *testing.T) {
-	if os.Getenv("BURROW_TEST_H2XCONNECT") == "" {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestWebsocketHTTP2ExtendedConnect$", "-test.count=1", "-test.v")
-		cmd.Env = append(os.Environ(), "GODEBUG=http2xconnect=1", "BURROW_TEST_H2XCONNECT=1")
-		out, err := cmd.CombinedOutput()
-		if err != nil || !bytes.Contains(out, []byte("--- PASS: TestWebsocketHTTP2ExtendedConnect")) {
-			t.Fatalf("child test: %v\n%s", err, out)
-		}
+	if !rerunWithGODEBUG(t, "http2xconnect=1") {
 		return
 	}
 	h, roots := startStaticRelay(t, t.TempDir())
@@ -184,6 +177,24 @@ func TestWebsocketHTTP2ExtendedConnect(t *testing.T) {
 	if op, _, err := readFrame(br); err != nil || op != 0x8 {
 		t.Errorf("close: op %d %v", op, err)
 	}
+}
+
+// rerunWithGODEBUG runs the calling test again in a child process with
+// GODEBUG set, which the runtime reads only at start. It reports whether this
+// is the child, which goes on with the test.
+func rerunWithGODEBUG(t *testing.T, godebug string) (child bool) {
+	t.Helper()
+	const marker = "BURROW_TEST_CHILD"
+	if os.Getenv(marker) == t.Name() {
+		return true
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), "GODEBUG="+godebug, marker+"="+t.Name())
+	out, err := cmd.CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("--- PASS: "+t.Name())) {
+		t.Fatalf("child test with GODEBUG=%s: %v\n%s", godebug, err, out)
+	}
+	return false
 }
 
 type writerFunc func([]byte) (int, error)
