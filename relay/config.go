@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/burrow-tunnel/burrow/internal/config"
 )
@@ -22,6 +23,44 @@ type Config struct {
 	StateDir       string         `mapstructure:"state_dir"`
 	TrustedProxies []netip.Prefix `mapstructure:"trusted_proxies"`
 	Agents         []AgentGrant   `mapstructure:"agents"`
+	Limits         LimitsConfig   `mapstructure:"limits"`
+}
+
+// LimitsConfig bounds what a public visitor, or a peer on the tunnel port,
+// can make the relay hold. Zero turns a limit off; `burrow relay` starts
+// from DefaultLimits.
+type LimitsConfig struct {
+	// StalledClient cuts a visitor that reads nothing of an answer, or sends
+	// nothing of an upload, for this long, and resets its tunnel stream so
+	// the agent stops sending. Upgraded connections (WebSockets) are exempt:
+	// Stash's subscriptions are silent for minutes.
+	StalledClient time.Duration `mapstructure:"stalled_client"`
+	// ResponseHeader is how long a service may take to send its response
+	// headers before the visitor gets a 504 page.
+	ResponseHeader time.Duration `mapstructure:"response_header"`
+	// StreamsPerClient caps the requests and upgraded connections in flight
+	// from one client address; more get a 429 page.
+	StreamsPerClient int `mapstructure:"streams_per_client"`
+	// MemoryMiB caps what the relay buffers for visitors' streams in total;
+	// new requests over it get a 503 page.
+	MemoryMiB int `mapstructure:"memory_mib"`
+	// SessionMemoryMiB caps what one agent session's streams buffer together.
+	SessionMemoryMiB int `mapstructure:"session_memory_mib"`
+	// HandshakesPerMinute caps the tunnel handshakes one source address may
+	// start per minute (bursts of up to a tenth of it pass at once).
+	HandshakesPerMinute int `mapstructure:"handshakes_per_minute"`
+}
+
+// DefaultLimits suit a relay on a 1 GB VPS serving a household.
+func DefaultLimits() LimitsConfig {
+	return LimitsConfig{
+		StalledClient:       60 * time.Second,
+		ResponseHeader:      10 * time.Minute,
+		StreamsPerClient:    256,
+		MemoryMiB:           256,
+		SessionMemoryMiB:    192,
+		HandshakesPerMinute: 60,
+	}
 }
 
 // TunnelConfig is where agents connect.
@@ -157,6 +196,15 @@ func (c *Config) Validate() error {
 				add(hk, "%q is already granted to agent %q", h, o)
 			}
 			owner[h] = a.Name
+		}
+	}
+	for key, v := range map[string]int64{
+		"limits.stalled_client": int64(c.Limits.StalledClient), "limits.response_header": int64(c.Limits.ResponseHeader),
+		"limits.streams_per_client": int64(c.Limits.StreamsPerClient), "limits.memory_mib": int64(c.Limits.MemoryMiB),
+		"limits.session_memory_mib": int64(c.Limits.SessionMemoryMiB), "limits.handshakes_per_minute": int64(c.Limits.HandshakesPerMinute),
+	} {
+		if v < 0 {
+			add(key, "must not be negative (0 turns the limit off)")
 		}
 	}
 	return errs.Join()

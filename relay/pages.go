@@ -14,6 +14,9 @@ const (
 	pageServiceDown
 	pageTunnelError
 	pageServiceRefused
+	pageServiceSlow
+	pageTooManyStreams
+	pageBusy
 )
 
 var pageText = map[pageKind]struct{ title, body string }{
@@ -25,6 +28,12 @@ var pageText = map[pageKind]struct{ title, body string }{
 		"The home agent for {{.}} is connected, but the service it forwards to (for example Stash) is not answering. If you run this site: check that the service is running on the address in the agent's routes[].service."},
 	pageServiceRefused: {"Not published: Stash has no login",
 		"The home agent for {{.}} will not publish this Stash because it has no login: anyone could see the whole library. If you run this site: set a username and password in Stash (Settings → Security → Authentication), or set allow_unauthenticated: true on the route in agent.yaml."},
+	pageServiceSlow: {"Service at home too slow",
+		"The service behind {{.}} did not start answering in time. If you run this site: check the service; the relay's limits.response_header sets how long it may take."},
+	pageTooManyStreams: {"Too many requests at once",
+		"Your address has too many requests to {{.}} in flight at once. Wait for some to finish and try again. If you run this site: limits.streams_per_client in the relay's config sets the limit."},
+	pageBusy: {"Relay busy",
+		"The relay for {{.}} is holding as much data for visitors as it may right now. Try again in a few seconds. If you run this site: limits.memory_mib in the relay's config sets the budget."},
 	pageTunnelError: {"Tunnel error", "The connection to the home agent for {{.}} failed while this request was in flight. Retrying usually helps."},
 }
 
@@ -46,7 +55,7 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request, code int, kind pag
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
-	if code == http.StatusServiceUnavailable {
+	if code == http.StatusServiceUnavailable || code == http.StatusTooManyRequests {
 		h.Set("Retry-After", "5")
 	}
 	w.WriteHeader(code)

@@ -58,6 +58,7 @@ func relayDefaults() relayFile {
 			Tunnel:   relay.TunnelConfig{Listen: ":7835"},
 			Public:   relay.PublicConfig{HTTP: ":80", RedirectHTTP: true},
 			StateDir: "/var/lib/burrow",
+			Limits:   relay.DefaultLimits(),
 		},
 		Log: logFile{Level: "info", Format: "text"},
 	}
