@@ -171,10 +171,7 @@ func (s *Server) trusted(remote string) bool {
 // unless the peer is a trusted proxy, whose chain is kept and extended.
 func setForwarded(pr *httputil.ProxyRequest, prefix string, trusted bool) {
 	in, out := pr.In, pr.Out.Header
-	peer := in.RemoteAddr
-	if ap, err := netip.ParseAddrPort(peer); err == nil {
-		peer = ap.Addr().Unmap().String()
-	}
+	peer := clientAddr(in, false)
 	proto := "http"
 	if in.TLS != nil {
 		proto = "https"
@@ -186,18 +183,13 @@ func setForwarded(pr *httputil.ProxyRequest, prefix string, trusted bool) {
 			port = strconv.Itoa(int(ap.Port()))
 		}
 	}
-	realIP := peer
+	realIP := clientAddr(in, trusted)
 	xff := peer
 	if trusted {
+		// The entry the trusted proxy itself added is the last one; the ones
+		// before it are the client's word.
 		if prior := strings.Join(in.Header.Values("X-Forwarded-For"), ", "); prior != "" {
 			xff = prior + ", " + peer
-			// The entry the trusted proxy itself added is the last one; the
-			// ones before it are the client's word.
-			parts := strings.Split(prior, ",")
-			realIP = strings.TrimSpace(parts[len(parts)-1])
-		}
-		if v := in.Header.Get("X-Real-IP"); v != "" {
-			realIP = v
 		}
 		if v := in.Header.Get("X-Forwarded-Proto"); v != "" {
 			proto = v
@@ -251,6 +243,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, u.RequestURI(), http.StatusPermanentRedirect)
 		return
 	}
+	addr, _ := netip.ParseAddr(clientAddr(r, s.trusted(r.RemoteAddr)))
+	release, ok := s.clients.acquire(addr)
+	if !ok {
+		s.limited(w, r, host, addr)
+		return
+	}
+	defer release()
 	if isExtendedConnect(r) {
 		s.serveExtendedConnect(w, r, rt)
 		return

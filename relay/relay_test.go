@@ -51,6 +51,7 @@ type relayOpts struct {
 	hosts                []string
 	tunnel, http, state  string
 	token, acceptedToken string
+	limits               relay.LimitsConfig
 }
 
 func startRelayWith(t testing.TB, o relayOpts) *harness {
@@ -63,6 +64,7 @@ func startRelayWith(t testing.TB, o relayOpts) *harness {
 		Public:   relay.PublicConfig{HTTP: o.http},
 		StateDir: o.state,
 		Agents:   []relay.AgentGrant{relaytest.Grant("nas", o.acceptedToken, o.hosts...)},
+		Limits:   o.limits,
 	}, testLogger(t, "relay"))
 	if err != nil {
 		t.Fatal(err)

@@ -32,6 +32,7 @@ type Server struct {
 	reg       *registry
 	proxy     *httputil.ReverseProxy
 	transport *streamTransport
+	clients   *clientLimit // requests in flight per client address
 	cert      tls.Certificate
 
 	tunnel   *transport.Listener
@@ -62,7 +63,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, reg: newRegistry()}
+	s := &Server{cfg: cfg, log: log, reg: newRegistry(), clients: newClientLimit(cfg.Limits.StreamsPerClient)}
 	s.proxy = s.newProxy()
 	cert, err := LoadTunnelCertificate(cfg.Tunnel, cfg.StateDir)
 	if err != nil {

@@ -105,10 +105,10 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *route)
 		return
 	}
 	joined = true
-	go func() {
-		defer s.upgrades.Done()
-		pipe.Join(halfCloseable(client), conn.(pipe.HalfCloser))
-	}()
+	// Joined here, in the handler's goroutine, so that the connection holds
+	// its client's slot (limits.streams_per_client) for as long as it lasts.
+	defer s.upgrades.Done()
+	pipe.Join(halfCloseable(client), conn.(pipe.HalfCloser))
 }
 
 // openRouteStream opens a tunnel stream to the route's agent for a request

@@ -1,0 +1,60 @@
+package relay
+
+import (
+	"net/http"
+	"net/netip"
+	"testing"
+)
+
+func TestClientLimitCountsPerHousehold(t *testing.T) {
+	c := newClientLimit(2)
+	a1, a2 := netip.MustParseAddr("2001:db8:1:2::1"), netip.MustParseAddr("2001:db8:1:2:ffff::9")
+	other := netip.MustParseAddr("2001:db8:1:3::1")
+	r1, ok1 := c.acquire(a1)
+	_, ok2 := c.acquire(a2)
+	if !ok1 || !ok2 {
+		t.Fatal("the first two requests of a /64 were refused")
+	}
+	if _, ok := c.acquire(a1); ok {
+		t.Error("a third request from the same /64 was let through")
+	}
+	if _, ok := c.acquire(other); !ok {
+		t.Error("another /64 was refused")
+	}
+	r1()
+	r1() // a second release gives nothing back twice
+	if n := c.inFlight(a2); n != 1 {
+		t.Errorf("in flight after one release (twice): %d, want 1", n)
+	}
+	v4 := netip.MustParseAddr("192.0.2.7")
+	r, _ := c.acquire(v4)
+	if _, ok := c.acquire(netip.MustParseAddr("::ffff:192.0.2.7")); !ok {
+		t.Error("the IPv4-mapped form of an address was refused at its second slot")
+	}
+	if _, ok := c.acquire(netip.MustParseAddr("192.0.2.8")); !ok {
+		t.Error("a neighbouring IPv4 address shares a slot count")
+	}
+	r()
+	unlimited := newClientLimit(0)
+	for range 1000 {
+		if _, ok := unlimited.acquire(v4); !ok {
+			t.Fatal("0 must mean no limit")
+		}
+	}
+}
+
+func TestClientAddr(t *testing.T) {
+	r, _ := http.NewRequest("GET", "http://x/", nil)
+	r.RemoteAddr = "[::ffff:10.0.0.5]:4000"
+	r.Header.Set("X-Forwarded-For", "6.6.6.6, 198.51.100.4")
+	if got := clientAddr(r, false); got != "10.0.0.5" {
+		t.Errorf("untrusted peer: %q", got)
+	}
+	if got := clientAddr(r, true); got != "198.51.100.4" {
+		t.Errorf("behind a trusted proxy: %q, want the entry the proxy added", got)
+	}
+	r.Header.Set("X-Real-IP", "198.51.100.9")
+	if got := clientAddr(r, true); got != "198.51.100.9" {
+		t.Errorf("X-Real-IP from a trusted proxy: %q", got)
+	}
+}
