@@ -1,57 +1,95 @@
 package relay
 
 import (
+	"context"
 	"net/http"
 	"net/netip"
 	"strings"
 	"sync"
+	"time"
 )
 
 // clientLimit counts the requests and upgraded connections in flight per
 // client address, so that one visitor (or one attacker) cannot hold every
 // tunnel stream. IPv6 clients count per /64, the block one household gets.
-// The map holds only addresses with something in flight.
+// A request over the limit waits up to clientQueueWait for a slot (a page of
+// thumbnails is a burst), then is refused. The map holds only addresses
+// with something in flight or waiting.
 type clientLimit struct {
 	max int // 0: no limit
 
-	mu     sync.Mutex
-	counts map[netip.Prefix]int // guarded by mu
+	mu      sync.Mutex
+	clients map[netip.Prefix]*clientSlots // guarded by mu
 }
+
+// clientSlots is one address's semaphore, and how many hold or wait for it.
+type clientSlots struct {
+	sem  chan struct{}
+	refs int // guarded by clientLimit.mu
+}
+
+// clientQueueWait is how long a request over its address's limit waits.
+const clientQueueWait = 5 * time.Second
 
 func newClientLimit(max int) *clientLimit {
-	return &clientLimit{max: max, counts: map[netip.Prefix]int{}}
+	return &clientLimit{max: max, clients: map[netip.Prefix]*clientSlots{}}
 }
 
-// acquire takes a slot for addr; release gives it back. ok is false, and
-// nothing is taken, when addr already has max in flight.
-func (c *clientLimit) acquire(addr netip.Addr) (release func(), ok bool) {
+// acquire takes a slot for addr, waiting up to clientQueueWait; release
+// gives it back. ok is false, and nothing is taken, when no slot came free
+// in time or ctx ended.
+func (c *clientLimit) acquire(ctx context.Context, addr netip.Addr) (release func(), ok bool) {
 	if c.max <= 0 || !addr.IsValid() {
 		return func() {}, true
 	}
 	key := clientKey(addr)
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.counts[key] >= c.max {
-		return nil, false
+	cs := c.clients[key]
+	if cs == nil {
+		cs = &clientSlots{sem: make(chan struct{}, c.max)}
+		c.clients[key] = cs
 	}
-	c.counts[key]++
+	cs.refs++
+	c.mu.Unlock()
+	unref := func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if cs.refs--; cs.refs == 0 {
+			delete(c.clients, key)
+		}
+	}
+	select {
+	case cs.sem <- struct{}{}:
+	default:
+		t := time.NewTimer(clientQueueWait)
+		defer t.Stop()
+		select {
+		case cs.sem <- struct{}{}:
+		case <-t.C:
+			unref()
+			return nil, false
+		case <-ctx.Done():
+			unref()
+			return nil, false
+		}
+	}
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			if c.counts[key]--; c.counts[key] <= 0 {
-				delete(c.counts, key)
-			}
+			<-cs.sem
+			unref()
 		})
 	}, true
 }
 
-// inFlight is what addr has in flight now.
+// inFlight is what addr holds now.
 func (c *clientLimit) inFlight(addr netip.Addr) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.counts[clientKey(addr)]
+	if cs := c.clients[clientKey(addr)]; cs != nil {
+		return len(cs.sem)
+	}
+	return 0
 }
 
 // limited answers a request over its address's limit with the 429 page.

@@ -244,7 +244,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	addr, _ := netip.ParseAddr(clientAddr(r, s.trusted(r.RemoteAddr)))
-	release, ok := s.clients.acquire(addr)
+	release, ok := s.clients.acquire(r.Context(), addr)
 	if !ok {
 		s.limited(w, r, host, addr)
 		return

@@ -94,11 +94,13 @@ func (s *Server) Listen() (err error) {
 		if s.httpLn, err = net.Listen("tcp", s.cfg.Public.HTTP); err != nil {
 			return fmt.Errorf("public.http: %w", err)
 		}
+		s.httpLn = unsentCapped{s.httpLn}
 	}
 	if s.cfg.Public.HTTPS != "" {
 		if s.httpsLn, s.httpsUDP, err = transport.ListenSamePort(s.cfg.Public.HTTPS); err != nil {
 			return fmt.Errorf("public.https: %w", err)
 		}
+		s.httpsLn = unsentCapped{s.httpsLn}
 	}
 	if s.acmeEnabled() {
 		// After the public listeners: certmagic needs their ports.

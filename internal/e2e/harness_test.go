@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -47,6 +48,11 @@ type env struct {
 
 	origin     *origin.Server
 	originAddr string
+	// originSent counts the bytes the origin wrote to the agent.
+	originSent atomic.Int64
+
+	// relayExtra is appended to relay.yaml (a limits section, say).
+	relayExtra string
 
 	tunnelPort, httpPort int
 	closedPort           int // nothing listens here: the /down route's service
@@ -66,12 +72,19 @@ type env struct {
 // waits until a request through the relay answers 200.
 func newEnv(t *testing.T, transport string) *env {
 	t.Helper()
+	return newEnvWith(t, transport, "")
+}
+
+// newEnvWith is newEnv with relayExtra appended to relay.yaml.
+func newEnvWith(t *testing.T, transport, relayExtra string) *env {
+	t.Helper()
 	e := &env{
-		t:         t,
-		dir:       t.TempDir(),
-		transport: transport,
-		relayLog:  &testutil.SyncBuffer{},
-		agentLog:  &testutil.SyncBuffer{},
+		t:          t,
+		dir:        t.TempDir(),
+		transport:  transport,
+		relayExtra: relayExtra,
+		relayLog:   &testutil.SyncBuffer{},
+		agentLog:   &testutil.SyncBuffer{},
 	}
 	e.startOrigin()
 	e.tunnelPort = freePort(t, true)
@@ -115,7 +128,7 @@ func (e *env) startOrigin() {
 	e.originAddr = ln.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- origin.Serve(ctx, ln, e.origin) }()
+	go func() { done <- origin.Serve(ctx, countingListener{ln, &e.originSent}, e.origin) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -154,7 +167,7 @@ agents:
     hosts: [%s]
 log:
   level: debug
-`, e.tunnelPort, e.httpPort, filepath.Join(e.dir, "relay-state"), tok.TokenSHA256, publicHost))
+%s`, e.tunnelPort, e.httpPort, filepath.Join(e.dir, "relay-state"), tok.TokenSHA256, publicHost, e.relayExtra))
 
 	fp := strings.TrimSpace(string(runBurrow(t, "relay", "fingerprint", "--config", e.relayConfig)))
 	if !strings.HasPrefix(fp, "sha256:") {
@@ -288,6 +301,31 @@ func (e *env) stopAll() {
 			}
 		}
 	}
+}
+
+// countingListener counts what its connections write.
+type countingListener struct {
+	net.Listener
+	n *atomic.Int64
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return countingConn{c, l.n}, nil
+}
+
+type countingConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 // proc is one running burrow process.

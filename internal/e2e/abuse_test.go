@@ -1,0 +1,175 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Visitors that ask for a video and never read it are the cheapest attack on
+// a relay. A thousand of them from one address must cost the relay a bounded
+// amount of memory and the home uplink a bounded amount of data, leave the
+// site working for everyone else, and be cut after limits.stalled_client.
+func TestStalledVisitorsAreBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a thousand connections and a wait for their timeout")
+	}
+	const (
+		stalled      = 1000
+		stallTimeout = 8 * time.Second
+		maxGrowth    = 256 << 20 // relay RSS over its baseline
+		maxSent      = 64 << 20  // what the agent pulled from the service
+	)
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			e := newEnvWith(t, tr, fmt.Sprintf("limits:\n  stalled_client: %s\n", stallTimeout))
+			pid := e.relay.cmd.Process.Pid
+			base := rssOf(t, pid)
+			sent0 := e.originSent.Load()
+
+			// The attack: raw HTTP/1.1 requests for the large file from
+			// 127.0.0.1, never read.
+			d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}}
+			var conns []net.Conn
+			defer func() {
+				for _, c := range conns {
+					c.Close()
+				}
+			}()
+			req := "GET /files/large.bin HTTP/1.1\r\nHost: " + publicHost + "\r\n\r\n"
+			for range stalled {
+				c, err := d.Dial("tcp", e.publicAddr())
+				if err != nil {
+					t.Fatalf("attack connection %d: %v", len(conns), err)
+				}
+				conns = append(conns, c)
+				if _, err := c.Write([]byte(req)); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			// Meanwhile, a neighbour from 127.0.0.2 uses the site.
+			neighbour := clientFrom("127.0.0.2", e.publicAddr())
+			defer neighbour.CloseIdleConnections()
+			var peak int64
+			failures := 0
+			for i := range 40 {
+				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+				status, err := getStatus(ctx, neighbour, e.url("/files/small.bin"))
+				cancel()
+				if err != nil || status != http.StatusOK {
+					failures++
+					t.Logf("neighbour request %d: %d %v", i, status, err)
+				}
+				peak = max(peak, rssOf(t, pid))
+				time.Sleep(50 * time.Millisecond)
+			}
+			sent := e.originSent.Load() - sent0
+			t.Logf("%s: relay RSS %d MiB at rest, peak %d MiB with %d stalled visitors; the service sent %d MiB",
+				tr, base>>20, peak>>20, stalled, sent>>20)
+			if failures > 0 {
+				t.Errorf("%d of 40 requests from another address failed during the attack", failures)
+			}
+			if peak-base > maxGrowth {
+				t.Errorf("relay RSS grew by %d MiB, want at most %d MiB", (peak-base)>>20, maxGrowth>>20)
+			}
+			if sent > maxSent {
+				t.Errorf("the agent pulled %d MiB for visitors that read nothing, want at most %d MiB", sent>>20, maxSent>>20)
+			}
+
+			// After the timeout the relay has cut them all: each connection
+			// ends (EOF or reset) once what the kernel holds is read.
+			time.Sleep(stallTimeout + 2*time.Second)
+			open := 0
+			for _, c := range conns {
+				if !endsSoon(c, 2*time.Second) {
+					open++
+				}
+			}
+			if open > 0 {
+				t.Errorf("%d of %d stalled visitors still connected %v after the stall timeout", open, stalled, stallTimeout+2*time.Second)
+			}
+			if fds, base := fdCount(t, pid), 64; fds > base {
+				t.Errorf("relay holds %d file descriptors after the attack, want at most %d", fds, base)
+			}
+		})
+	}
+}
+
+// clientFrom is a client whose connections come from ip and go to addr.
+func clientFrom(ip, addr string) *http.Client {
+	d := &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	return &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, addr)
+		},
+		DisableKeepAlives: true,
+	}}
+}
+
+func getStatus(ctx context.Context, c *http.Client, url string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	res, err := c.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer res.Body.Close()
+	_, err = bufio.NewReader(res.Body).WriteTo(discard{})
+	return res.StatusCode, err
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// endsSoon reads c until it ends, for at most d: true when it ended.
+func endsSoon(c net.Conn, d time.Duration) bool {
+	_ = c.SetReadDeadline(time.Now().Add(d))
+	buf := make([]byte, 256<<10)
+	for {
+		if _, err := c.Read(buf); err != nil {
+			return !errors.Is(err, os.ErrDeadlineExceeded)
+		}
+	}
+}
+
+// rssOf is the resident set of process pid, in bytes.
+func rssOf(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
+}
+
+// fdCount is how many file descriptors process pid holds.
+func fdCount(t *testing.T, pid int) int {
+	t.Helper()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
