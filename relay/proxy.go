@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/burrow-tunnel/burrow/internal/pipe"
@@ -40,7 +41,7 @@ func (s *Server) newProxy() *httputil.ReverseProxy {
 		// No ResponseHeaderTimeout: HLS segments and long GraphQL calls may take
 		// long before their headers; a client that gives up cancels the request.
 	}
-	s.transport = &streamTransport{dial: s.dialRoute, fallback: fallback, maxIdle: 1024, idleTimeout: 90 * time.Second}
+	s.transport = &streamTransport{dial: s.dialRoute, fallback: fallback, reroute: s.reroute, maxIdle: 1024, idleTimeout: 90 * time.Second}
 	return &httputil.ReverseProxy{
 		Rewrite:      s.rewrite,
 		Transport:    s.transport,
@@ -66,6 +67,10 @@ func (s *Server) dialRoute(ctx context.Context, _, addr string) (net.Conn, error
 		return nil, errAgentOffline
 	}
 	st, err := rt.session.OpenStream(ctx)
+	if err == nil {
+		rt.streams.Add(1)
+		st = &countedStream{Stream: st, n: rt.streams}
+	}
 	if err != nil {
 		if errors.Is(err, protocol.ErrSessionClosed) {
 			return nil, errAgentOffline
@@ -78,6 +83,55 @@ func (s *Server) dialRoute(ctx context.Context, _, addr string) (net.Conn, error
 		return nil, fmt.Errorf("relay: write stream header: %w", err)
 	}
 	return &statusConn{Stream: st}, nil
+}
+
+// reroute picks another replica of the request's route when the route's
+// session has ended (see streamTransport.reroute).
+func (s *Server) reroute(ctx context.Context) (string, bool) {
+	rt, _ := ctx.Value(routeKey).(*route)
+	if rt == nil {
+		return "", false
+	}
+	// A stream fails as its session ends, and the session says so a moment later.
+	select {
+	case <-rt.session.Done():
+	case <-time.After(sessionEndWait):
+		return "", false // the session is alive: the failure was the stream's own
+	}
+	other := s.reg.pick(rt.host, rt.prefix, rt)
+	if other == nil {
+		return "", false
+	}
+	return routeHost(other), true
+}
+
+// sessionEndWait bounds the wait for a session's end after one of its
+// streams failed.
+const sessionEndWait = 250 * time.Millisecond
+
+// routeHost names rt in outgoing URLs (see routeHostSuffix).
+func routeHost(rt *route) string {
+	return "r" + strconv.FormatUint(uint64(rt.id), 10) + routeHostSuffix
+}
+
+// countedStream is a tunnel stream counted in its session's open streams
+// until it is closed or aborted.
+type countedStream struct {
+	protocol.Stream
+	n    *atomic.Int64
+	once sync.Once
+}
+
+func (c *countedStream) done() { c.once.Do(func() { c.n.Add(-1) }) }
+
+func (c *countedStream) Close() error {
+	c.done()
+	return c.Stream.Close()
+}
+
+func (c *countedStream) Abort() {
+	c.done()
+	c.Stream.Abort()
 }
 
 // statusConn reads the agent's stream status before the first byte of the
@@ -127,7 +181,7 @@ func (s *Server) rewrite(pr *httputil.ProxyRequest) {
 	rt := pr.In.Context().Value(routeKey).(*route)
 	outboundHeader(pr.In, pr.Out.Header)
 	pr.Out.URL.Scheme = "http"
-	pr.Out.URL.Host = "r" + strconv.FormatUint(uint64(rt.id), 10) + routeHostSuffix
+	pr.Out.URL.Host = routeHost(rt)
 	if rt.prefix != "" {
 		pr.Out.URL.Path = stripPrefix(pr.In.URL.Path, rt.prefix)
 		if pr.In.URL.RawPath != "" {

@@ -23,8 +23,12 @@ import (
 // which handles request bodies racing early answers, 100-continue and the rest.
 // Both write requests as rewrite left them, hop-by-hop headers gone (hop.go).
 type streamTransport struct {
-	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
-	fallback    *http.Transport
+	dial     func(ctx context.Context, network, addr string) (net.Conn, error)
+	fallback *http.Transport
+	// reroute names another route (as an outgoing URL host) for a request
+	// whose session ended before any answer came, when another session
+	// serves the same route; false when none does.
+	reroute     func(ctx context.Context) (host string, ok bool)
 	maxIdle     int           // idle streams kept per route
 	idleTimeout time.Duration // an idle stream older than this is closed
 
@@ -53,6 +57,7 @@ func (t *streamTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	ctx := req.Context()
 	host := req.URL.Host
+	rerouted := false
 	for {
 		sc, reused := t.get(host)
 		if sc == nil {
@@ -67,13 +72,32 @@ func (t *streamTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			sc = &streamConn{conn: c, br: bufio.NewReader(c), bw: bufio.NewWriter(c)}
 		}
 		resp, answered, err := t.exchange(ctx, host, sc, req, reused)
-		if err != nil && reused && !answered && ctx.Err() == nil {
-			// The agent had closed this pooled stream (its service ended the
-			// keep-alive connection): nothing was answered, so try another.
-			continue
+		if err != nil && !answered && ctx.Err() == nil {
+			if reused {
+				// The agent had closed this pooled stream (its service ended the
+				// keep-alive connection): nothing was answered, so try another.
+				continue
+			}
+			if other, ok := t.rerouteOnce(ctx, &rerouted); ok {
+				// The agent's session ended under the request (its agent was
+				// stopped or lost): another replica answers it.
+				host = other
+				req = req.Clone(ctx)
+				req.URL.Host = other
+				continue
+			}
 		}
 		return resp, err
 	}
+}
+
+// rerouteOnce asks reroute for another route, once per request.
+func (t *streamTransport) rerouteOnce(ctx context.Context, done *bool) (string, bool) {
+	if *done || t.reroute == nil {
+		return "", false
+	}
+	*done = true
+	return t.reroute(ctx)
 }
 
 // exchange sends req on sc and reads the answer's head. answered reports

@@ -13,6 +13,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -50,7 +51,7 @@ func (s *Server) serveSession(ctx context.Context, sess protocol.Session) {
 // ends or ctx does; it then closes the session, unpublishes its routes, and
 // returns why the heartbeat ended (nil when ctx did).
 func (t *tunnelSession) run(ctx context.Context) error {
-	defer t.srv.reg.remove(t.routes) // once the session is closed and its heartbeat over
+	defer t.unpublish() // once the session is closed and its heartbeat over
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var g errgroup.Group
@@ -65,6 +66,17 @@ func (t *tunnelSession) run(ctx context.Context) error {
 	t.ctrl.Close()
 	t.sess.Close()
 	return g.Wait()
+}
+
+// unpublish removes the session's routes; other sessions serving the same
+// routes (replicas) keep serving them.
+func (t *tunnelSession) unpublish() {
+	t.srv.reg.remove(t.routes)
+	for _, rt := range t.routes {
+		if n := t.srv.reg.replicas(rt.host, rt.prefix); n > 0 {
+			t.log.Info("route still served by other sessions", "host", rt.host, "prefix", rt.prefix, "sessions", n)
+		}
+	}
 }
 
 // handshake reads the agent's hello on the session's first stream,
@@ -127,6 +139,7 @@ func (s *Server) readHello(ctrl protocol.Stream, log *slog.Logger) (*protocol.He
 // publish publishes the routes the agent asks for and may have (a dry run
 // only checks them), and returns them with the welcome that lists them.
 func (s *Server) publish(grant *AgentGrant, sess protocol.Session, hello *protocol.Hello, log *slog.Logger) ([]*route, *protocol.Welcome) {
+	streams := new(atomic.Int64) // the session's open streams, for picking among replicas
 	var routes []*route
 	welcome := &protocol.Welcome{
 		Version:         protocol.Version,
@@ -147,8 +160,11 @@ func (s *Server) publish(grant *AgentGrant, sess protocol.Session, hello *protoc
 			}
 			reason = fmt.Sprintf("already served by agent %q", owner)
 		} else if reason == "" {
-			rt, owner, ok := s.reg.add(grant.Name, sess, host, prefix)
+			rt, replicas, owner, ok := s.reg.add(grant.Name, sess, streams, host, prefix)
 			if ok {
+				if replicas > 1 {
+					log.Info("route served by several sessions", "host", host, "prefix", prefix, "sessions", replicas)
+				}
 				routes = append(routes, rt)
 				welcome.Accepted = append(welcome.Accepted, protocol.AcceptedRoute{
 					ID: rt.id, Host: host, Prefix: prefix, PublicURLs: s.publicURLs(host, prefix),

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httputil"
-	"strconv"
 	"strings"
 )
 
@@ -123,7 +122,7 @@ func copyHeaders(dst, src http.Header) {
 }
 
 func routeAddr(rt *route) string {
-	return "r" + strconv.FormatUint(uint64(rt.id), 10) + routeHostSuffix + ":80"
+	return routeHost(rt) + ":80"
 }
 
 func newWebsocketKey() string {
