@@ -24,7 +24,20 @@ type Config struct {
 	TrustedProxies []netip.Prefix `mapstructure:"trusted_proxies"`
 	Agents         []AgentGrant   `mapstructure:"agents"`
 	Limits         LimitsConfig   `mapstructure:"limits"`
+	Admin          AdminConfig    `mapstructure:"admin"`
 }
+
+// AdminConfig is the admin listener: metrics, health, status page.
+type AdminConfig struct {
+	// Listen is its address; empty turns it off. Keep it on loopback (or a
+	// private network): it shows agents, routes and addresses, no secrets.
+	Listen string `mapstructure:"listen"`
+	// Pprof serves Go's profiler at /debug/pprof/.
+	Pprof bool `mapstructure:"pprof"`
+}
+
+// DefaultAdminListen is the relay's admin address unless admin.listen says otherwise.
+const DefaultAdminListen = "127.0.0.1:7836"
 
 // LimitsConfig bounds what a public visitor, or a peer on the tunnel port,
 // can make the relay hold. Zero turns a limit off; `burrow relay` starts
@@ -165,6 +178,11 @@ func (c *Config) Validate() error {
 		}
 		if c.TLS.ACME.CA == "" && c.TLS.CertFile == "" {
 			add("tunnel.hostname", "needs a public certificate: set tls.acme or tls.cert_file")
+		}
+	}
+	if c.Admin.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
+			add("admin.listen", "%q is not host:port (\"\" turns the admin listener off): %v", c.Admin.Listen, err)
 		}
 	}
 	if c.StateDir == "" {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/burrow-tunnel/burrow/internal/pipe"
 	"github.com/burrow-tunnel/burrow/protocol"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Each pooled HTTP/1.1 connection of the proxy's Transport is one tunnel
@@ -69,7 +70,8 @@ func (s *Server) dialRoute(ctx context.Context, _, addr string) (net.Conn, error
 	st, err := rt.session.OpenStream(ctx)
 	if err == nil {
 		rt.streams.Add(1)
-		st = &countedStream{Stream: st, n: rt.streams}
+		s.metrics.streams.Inc()
+		st = &countedStream{Stream: st, n: rt.streams, all: s.metrics.streams}
 	}
 	if err != nil {
 		if errors.Is(err, protocol.ErrSessionClosed) {
@@ -118,11 +120,17 @@ func routeHost(rt *route) string {
 // until it is closed or aborted.
 type countedStream struct {
 	protocol.Stream
-	n    *atomic.Int64
+	n    *atomic.Int64    // the session's
+	all  prometheus.Gauge // the relay's
 	once sync.Once
 }
 
-func (c *countedStream) done() { c.once.Do(func() { c.n.Add(-1) }) }
+func (c *countedStream) done() {
+	c.once.Do(func() {
+		c.n.Add(-1)
+		c.all.Dec()
+	})
+}
 
 func (c *countedStream) Close() error {
 	c.done()
@@ -275,8 +283,15 @@ func setForwarded(pr *httputil.ProxyRequest, prefix string, trusted bool) {
 }
 
 // ServeHTTP routes a public request by Host and longest prefix to its agent.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	host := canonicalHost(r.Host)
+	label := "" // the metrics' host: only published names, a bounded set
+	if s.reg.hasHost(host) {
+		label = host
+	}
+	w := s.metrics.writer(rw, label)
+	defer s.metrics.observe(label, r, w, start)
 	rt := s.reg.lookup(host, r.URL.Path)
 	if rt == nil {
 		switch {
@@ -300,6 +315,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	addr, _ := netip.ParseAddr(clientAddr(r, s.trusted(r.RemoteAddr)))
 	release, ok := s.clients.acquire(r.Context(), addr)
 	if !ok {
+		s.metrics.refusals.WithLabelValues(refusedClientLimit).Inc()
 		s.limited(w, r, host, addr)
 		return
 	}

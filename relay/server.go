@@ -22,6 +22,7 @@ import (
 	"github.com/quic-go/quic-go/http3"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/burrow-tunnel/burrow/internal/admin"
 	"github.com/burrow-tunnel/burrow/protocol/transport"
 )
 
@@ -33,7 +34,14 @@ type Server struct {
 	proxy     *httputil.ReverseProxy
 	transport *streamTransport
 	clients   *clientLimit // requests in flight per client address
-	cert      tls.Certificate
+	metrics   *metrics
+	started   time.Time
+
+	admin *admin.Server // nil when admin.listen is off
+
+	liveMu sync.Mutex
+	live   map[*tunnelSession]struct{} // guarded by liveMu: welcomed sessions, for the status
+	cert   tls.Certificate
 
 	tunnel   *transport.Listener
 	httpLn   net.Listener
@@ -63,7 +71,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, reg: newRegistry(), clients: newClientLimit(cfg.Limits.StreamsPerClient)}
+	s := &Server{cfg: cfg, log: log, reg: newRegistry(), metrics: newMetrics(), started: time.Now(), clients: newClientLimit(cfg.Limits.StreamsPerClient)}
 	s.proxy = s.newProxy()
 	cert, err := LoadTunnelCertificate(cfg.Tunnel, cfg.StateDir)
 	if err != nil {
@@ -121,6 +129,12 @@ func (s *Server) Listen() (err error) {
 		return fmt.Errorf("tunnel.listen: %w", err)
 	}
 	s.tunnel = tl
+	if s.cfg.Admin.Listen != "" {
+		if s.admin, err = admin.Listen(admin.Options{Listen: s.cfg.Admin.Listen, Pprof: s.cfg.Admin.Pprof,
+			Gatherer: s.metrics.reg, Status: s.Status, Page: StatusPage, Log: s.log}); err != nil {
+			return err
+		}
+	}
 	if s.httpsLn != nil {
 		if err := s.newHTTPSServers(); err != nil {
 			return err
@@ -133,12 +147,23 @@ func (s *Server) Listen() (err error) {
 // closeListeners undoes a failed Listen.
 func (s *Server) closeListeners() {
 	closeIfSet(s.tunnel)
+	if s.admin != nil {
+		s.admin.Close()
+	}
 	closeIfSet(s.h3Ln)
 	closeIfSet(s.h3Tr)
 	closeIfSet(s.httpLn)
 	closeIfSet(s.httpsLn)
 	closeIfSet(s.httpsUDP)
 	s.public.stop()
+}
+
+// AdminAddr is the admin listener's address, or "" when it is off.
+func (s *Server) AdminAddr() string {
+	if s.admin == nil {
+		return ""
+	}
+	return s.admin.Addr().String()
 }
 
 // closeIfSet closes c unless it is nil.
@@ -200,6 +225,9 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.httpsSrv != nil {
 		s.serveHTTPS(g.Go)
 	}
+	if s.admin != nil {
+		g.Go(func() error { return s.admin.Run(ctx) })
+	}
 	// Certificates are obtained in the background; ctx ends their retries.
 	if err := s.public.start(ctx); err != nil {
 		s.log.Error("certificate management did not start", "err", err)
@@ -208,7 +236,10 @@ func (s *Server) Run(ctx context.Context) error {
 		s.log.Warn("QUIC tunnel and HTTP/3 may be slow: " + advice)
 	}
 	s.log.Info("relay listening", "tunnel", s.tunnel.Addr().String(), "http", addrString(s.HTTPAddr()),
-		"https", addrString(s.HTTPSAddr()), "fingerprint", s.TunnelFingerprint())
+		"https", addrString(s.HTTPSAddr()), "admin", s.AdminAddr(), "fingerprint", s.TunnelFingerprint())
+	if len(s.cfg.Agents) == 0 {
+		s.log.Warn("no agents configured: nothing can be published until relay.yaml grants one (agents[]; `burrow token new` makes a token)")
+	}
 	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -27,6 +27,9 @@ import (
 type tunnelSession struct {
 	srv    *Server
 	log    *slog.Logger
+	agent  string
+	id     string    // the session id both sides log
+	since  time.Time // welcomed at
 	sess   protocol.Session
 	ctrl   protocol.Stream // the control stream; its end is the session's
 	routes []*route        // published for this session
@@ -41,6 +44,10 @@ func (s *Server) serveSession(ctx context.Context, sess protocol.Session) {
 	if ts == nil {
 		return
 	}
+	live := s.metrics.sessions.WithLabelValues(ts.agent, sess.Transport())
+	live.Inc()
+	defer live.Dec()
+	defer s.track(ts)()
 	if err := ts.run(ctx); err != nil {
 		ts.log.Info("agent session ended", "reason", err)
 	}
@@ -110,7 +117,7 @@ func (s *Server) handshake(ctx context.Context, sess protocol.Session, log *slog
 		hosts = append(hosts, a.Host+a.Prefix)
 	}
 	log.Info("agent connected", "routes", hosts)
-	return &tunnelSession{srv: s, log: log, sess: sess, ctrl: ctrl, routes: routes}
+	return &tunnelSession{srv: s, log: log, agent: grant.Name, id: sessionID, since: time.Now(), sess: sess, ctrl: ctrl, routes: routes}
 }
 
 // readHello reads the agent's hello and authenticates it; a nil grant means
@@ -129,6 +136,7 @@ func (s *Server) readHello(ctrl protocol.Stream, log *slog.Logger) (*protocol.He
 	}
 	grant := s.authenticate(hello.Token)
 	if grant == nil {
+		s.metrics.refusals.WithLabelValues(refusedBadToken).Inc()
 		log.Warn("agent refused: invalid token", "agent_name", hello.Agent)
 		s.reject(ctrl, protocol.RejectBadToken, "invalid token: it matches no agents[].token_sha256 in the relay's config")
 		return nil, nil
@@ -173,6 +181,7 @@ func (s *Server) publish(grant *AgentGrant, sess protocol.Session, hello *protoc
 			}
 			reason = fmt.Sprintf("already served by agent %q", owner)
 		}
+		s.metrics.refusals.WithLabelValues(refusedHost).Inc()
 		welcome.Refused = append(welcome.Refused, protocol.RefusedRoute{Host: want.Host, Prefix: want.Prefix, Reason: reason})
 		log.Warn("route refused", "host", want.Host, "prefix", want.Prefix, "reason", reason)
 	}

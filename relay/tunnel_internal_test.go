@@ -21,9 +21,10 @@ import (
 // agent with token "tok".
 func sessionServer(t *testing.T) *Server {
 	return &Server{
-		cfg: Config{Agents: []AgentGrant{{Name: "nas", TokenSHA256: sha256.Sum256([]byte("tok")), Hosts: []string{"nas.test"}}}},
-		log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})).With("role", "relay"),
-		reg: newRegistry(),
+		cfg:     Config{Agents: []AgentGrant{{Name: "nas", TokenSHA256: sha256.Sum256([]byte("tok")), Hosts: []string{"nas.test"}}}},
+		log:     slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})).With("role", "relay"),
+		reg:     newRegistry(),
+		metrics: newMetrics(),
 	}
 }
 

@@ -108,6 +108,8 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *route)
 	// Joined here, in the handler's goroutine, so that the connection holds
 	// its client's slot (limits.streams_per_client) for as long as it lasts.
 	defer s.upgrades.Done()
+	s.metrics.websockets.Inc()
+	defer s.metrics.websockets.Dec()
 	pipe.Join(halfCloseable(client), conn.(pipe.HalfCloser))
 }
 

@@ -94,6 +94,8 @@ func (s *Server) serveExtendedConnect(w http.ResponseWriter, r *http.Request, rt
 		return
 	}
 
+	s.metrics.websockets.Inc()
+	defer s.metrics.websockets.Dec()
 	// Client to service: its end half-closes the stream, as a TCP FIN would.
 	up := make(chan struct{})
 	go func() {

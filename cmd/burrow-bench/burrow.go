@@ -76,6 +76,8 @@ public:
   http: %q
   redirect_http: false
 state_dir: %q
+admin:
+  listen: "127.0.0.1:0"
 agents:
   - name: bench
     token_sha256: %q

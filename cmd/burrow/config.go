@@ -59,6 +59,7 @@ func relayDefaults() relayFile {
 			Public:   relay.PublicConfig{HTTP: ":80", RedirectHTTP: true},
 			StateDir: "/var/lib/burrow",
 			Limits:   relay.DefaultLimits(),
+			Admin:    relay.AdminConfig{Listen: relay.DefaultAdminListen},
 		},
 		Log: logFile{Level: "info", Format: "text"},
 	}

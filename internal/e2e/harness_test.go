@@ -161,6 +161,8 @@ func (e *env) writeConfigs() {
 public:
   http: "127.0.0.1:%d"
 state_dir: %q
+admin:
+  listen: "127.0.0.1:0"
 agents:
   - name: nas
     token_sha256: %q

@@ -76,6 +76,8 @@ func TestLossyPathSwitch(t *testing.T) {
 public:
   http: "%[1]s:8080"
 state_dir: %[2]q
+admin:
+  listen: "127.0.0.1:0"
 agents:
   - name: nas
     token_sha256: %[3]q
