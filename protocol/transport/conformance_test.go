@@ -57,6 +57,7 @@ func TestSessionConformance(t *testing.T) {
 		{"CloseWhileBusy", testCloseWhileBusy},
 		{"CloseUnblocksWrite", testCloseUnblocksWrite},
 		{"AbortStopsPeer", testAbortStopsPeer},
+		{"UnreadStreamHoldsLittle", testUnreadStreamHoldsLittle},
 		{"AbortFailsRead", testAbortFailsRead},
 		{"ContextCancel", testContextCancel},
 		{"OpenAfterClose", testOpenAfterClose},
@@ -626,6 +627,38 @@ func testAbortStopsPeer(t *testing.T, p sessionPair) {
 	if _, err := ost.Read(make([]byte, 1)); err == nil {
 		t.Error("Read after Abort succeeded")
 	}
+}
+
+// testUnreadStreamHoldsLittle writes to a stream whose reader reads nothing,
+// as the agent answers a visitor who asked for a video and reads none of it.
+// The writer must stall once the stream's initial window is full: a 16 MiB
+// window granted up front would let each such visitor cost the relay 16 MiB.
+func testUnreadStreamHoldsLittle(t *testing.T, p sessionPair) {
+	ost, ast := streamPair(t, p.opener, p.acceptor)
+	var wrote atomic.Int64
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := ast.Write(buf)
+			wrote.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	last := int64(-1)
+	for n := wrote.Load(); n != last; n = wrote.Load() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the writer still makes progress after 10 s and %d MiB", n>>20)
+		}
+		last = n
+		time.Sleep(200 * time.Millisecond)
+	}
+	if last > 2<<20 {
+		t.Errorf("the writer moved %d KiB into a stream nobody reads, want at most 2 MiB", last>>10)
+	}
+	ost.Abort()
 }
 
 // testAbortFailsRead aborts a stream while a Read waits on it, as the relay

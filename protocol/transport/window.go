@@ -7,7 +7,10 @@ import "time"
 // A stream window caps one stream's throughput at window/RTT: yamux's default
 // 256 KiB allows ~20 Mbit/s at 100 ms. 16 MiB per stream allows ~1.3 Gbit/s at
 // 100 ms, enough for any home uplink; memory is only used when a reader falls
-// behind.
+// behind. Neither transport grants it up front: a stream's window starts small
+// (QUIC 1 MiB, yamux 256 KiB) and doubles only while its reader consumes a
+// window within a few round trips, so a visitor who asks for a video and
+// reads nothing holds the relay to the initial window, not 16 MiB.
 //
 // QUIC also caps what a connection's streams hold unread together. Data a
 // paused video's viewer does not read waits in the relay and counts against
@@ -15,10 +18,14 @@ import "time"
 // site hangs until a viewer reads. So the connection window is not a flow
 // control: it is a memory cap, open from the start (quic-go would otherwise
 // grow it only while the reader keeps up), and sixteen full stream windows
-// wide. yamux has no such cap at all. Measured with four viewers reading
-// 15 MB/s each, a page's p99 was 150–220 ms under the old 64 MiB cap that
-// started at 2 MiB, against 11–16 ms with this one; eight paused videos
-// stalled every other request.
+// wide. Measured with four viewers reading 15 MB/s each, a page's p99 was
+// 150–220 ms under the old 64 MiB cap that started at 2 MiB, against 11–16 ms
+// with this one; eight paused videos stalled every other request.
+//
+// yamux has no connection window. Each yamux session instead has a budget of
+// the same size that its stream windows grow into (windowBudget); a stream
+// the budget denies keeps the window it has, so it slows down without
+// stalling the others.
 const (
 	streamWindow        = 16 << 20
 	connectionWindow    = 16 * streamWindow

@@ -15,14 +15,19 @@ import (
 	"github.com/hashicorp/yamux"
 )
 
-// yamuxConfig returns the yamux configuration both sides use.
+// yamuxConfig returns the yamux configuration both sides use, one per
+// session: its window budget is the session's own.
 func yamuxConfig() *yamux.Config {
 	c := yamux.DefaultConfig()
 	c.AcceptBacklog = 4096
 	c.EnableKeepAlive = true
 	c.KeepAliveInterval = keepAlivePeriod
 	c.ConnectionWriteTimeout = idleTimeout
+	// Stream windows start at yamux's 256 KiB (DefaultConfig's
+	// InitialStreamWindowSize) and grow to streamWindow while their reader
+	// keeps up, within the session's budget: see window.go.
 	c.MaxStreamWindowSize = streamWindow
+	c.WindowBudget = &windowBudget{limit: connectionWindow}
 	c.StreamCloseTimeout = yamuxResetDelay
 	c.LogOutput = io.Discard
 	return c
@@ -192,6 +197,31 @@ func (s *yamuxStream) Read(b []byte) (int, error) {
 }
 
 func (s *yamuxSession) BytesReceived() uint64 { return s.in.n.Load() }
+
+// windowBudget is what the stream windows of one yamux session may grow
+// into together, as QUIC's connection window caps a QUIC session. A stream
+// it denies keeps the window it has and goes on at that pace; unlike a full
+// QUIC connection window, it stalls no other stream.
+type windowBudget struct {
+	limit int64
+	used  atomic.Int64
+}
+
+var _ yamux.WindowBudget = (*windowBudget)(nil)
+
+func (b *windowBudget) Reserve(n int) bool {
+	for {
+		used := b.used.Load()
+		if used+int64(n) > b.limit {
+			return false
+		}
+		if b.used.CompareAndSwap(used, used+int64(n)) {
+			return true
+		}
+	}
+}
+
+func (b *windowBudget) Release(n int) { b.used.Add(-int64(n)) }
 
 // countingConn counts the bytes yamux reads from the connection.
 type countingConn struct {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -205,5 +207,256 @@ func TestCloseStillResetsAfterTimeout(t *testing.T) {
 		}
 	case <-time.After(2 * time.Second):
 		t.Fatal("peer write still blocked 2 s after Close")
+	}
+}
+
+// tuningConf is a configuration whose stream windows grow from 256 KiB to
+// 16 MiB, as Burrow's. Its write timeout is long: the race detector on a
+// busy machine is slow.
+func tuningConf() *Config {
+	conf := testConfNoKeepAlive()
+	conf.MaxStreamWindowSize = 16 << 20
+	conf.ConnectionWriteTimeout = 10 * time.Second
+	return conf
+}
+
+// windowOf reports a stream's receive window and what it holds unread.
+func windowOf(s *Stream) (window uint32, buffered int) {
+	s.recvLock.Lock()
+	defer s.recvLock.Unlock()
+	if s.recvBuf != nil {
+		buffered = s.recvBuf.Len()
+	}
+	return s.window, buffered
+}
+
+// openPair opens a stream on client and accepts it on server: the client
+// reads what the server's end sends, as the relay reads an agent's answer.
+func openPair(t *testing.T, client, server *Session) (st, peer *Stream) {
+	t.Helper()
+	st, err := client.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Write([]byte("GET")); err != nil {
+		t.Fatal(err)
+	}
+	if peer, err = server.AcceptStream(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(peer, make([]byte, 3)); err != nil {
+		t.Fatal(err)
+	}
+	return st, peer
+}
+
+// flood writes to s until a write fails, and reports that error.
+func flood(s *Stream) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			if _, err := s.Write(buf); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	return done
+}
+
+// readUntil reads s as fast as it can until its window is want, and fails
+// the test if that takes more than limit bytes. It returns what it read.
+func readUntil(t *testing.T, s *Stream, want uint32, limit int64) int64 {
+	t.Helper()
+	buf := make([]byte, 64<<10)
+	var got int64
+	for w, _ := windowOf(s); w != want; w, _ = windowOf(s) {
+		if got > limit {
+			t.Fatalf("window %d KiB after reading %d MiB, want %d KiB within %d MiB", w>>10, got>>20, want>>10, limit>>20)
+		}
+		n, err := s.Read(buf)
+		if err != nil {
+			t.Fatalf("Read: %v", err)
+		}
+		got += int64(n)
+	}
+	return got
+}
+
+// A stream whose reader stops holds no more than its initial window, however
+// much the peer tries to send: what the relay spends on a visitor who asks
+// for a video and reads nothing, or reads it slower than a window per few
+// round trips.
+func TestWindowStaysWhileReaderLags(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		read func(*Stream) // how the reader reads for a second
+	}{
+		{"NeverReads", func(*Stream) { time.Sleep(time.Second) }},
+		{"ReadsSlowly", func(s *Stream) {
+			// 400 KB/s: growing would take a 160 ms round trip.
+			buf := make([]byte, 4<<10)
+			for i := 0; i < 100; i++ {
+				if _, err := io.ReadFull(s, buf); err != nil {
+					return
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c1, c2 := testConnTCP(t)
+			client, server := testClientServerConfig(t, c1, c2, tuningConf(), tuningConf())
+			st, peer := openPair(t, client, server)
+			var wrote atomic.Int64
+			werr := make(chan error, 1)
+			go func() {
+				// 64 MiB in one call, as a proxy copying a video would try.
+				n, err := peer.Write(make([]byte, 64<<20))
+				wrote.Store(int64(n))
+				werr <- err
+			}()
+			tc.read(st)
+			if w, buffered := windowOf(st); w != initialStreamWindow || buffered > int(initialStreamWindow) {
+				t.Errorf("window %d KiB holding %d KiB, want %d KiB holding at most that", w>>10, buffered>>10, initialStreamWindow>>10)
+			}
+			select {
+			case err := <-werr:
+				t.Fatalf("the 64 MiB write ended (%v) after %d bytes", err, wrote.Load())
+			default:
+			}
+			st.Reset()
+			if err := <-werr; !errors.Is(err, ErrConnectionReset) {
+				t.Errorf("write ended with %v, want %v", err, ErrConnectionReset)
+			}
+		})
+	}
+}
+
+// A reader that keeps up over loopback TCP has its window grown to the
+// maximum, 16 MiB (more than 1 Gbit/s × 100 ms), within a bounded amount of
+// data: the doublings from 256 KiB take about 8 MiB.
+func TestWindowGrowsWithFastReader(t *testing.T) {
+	conf := tuningConf()
+	c1, c2 := testConnTCP(t)
+	client, server := testClientServerConfig(t, c1, c2, conf, conf.Clone())
+	st, peer := openPair(t, client, server)
+	werr := flood(peer)
+	got := readUntil(t, st, conf.MaxStreamWindowSize, 128<<20)
+	t.Logf("window reached %d MiB after %d MiB read (RTT %v)", conf.MaxStreamWindowSize>>20, got>>20, time.Duration(client.rtt.Load()))
+	st.Reset()
+	<-werr
+}
+
+// testBudget is a WindowBudget of limit bytes.
+type testBudget struct {
+	mu    sync.Mutex
+	limit int
+	used  int
+}
+
+func (b *testBudget) Reserve(n int) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used+n > b.limit {
+		return false
+	}
+	b.used += n
+	return true
+}
+
+func (b *testBudget) Release(n int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.used -= n
+}
+
+func (b *testBudget) inUse() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.used
+}
+
+// A window grows only as far as the budget allows, the stream still moves
+// data, and a stream that is reset, or whose session closes, gives back
+// what it took.
+func TestWindowBudget(t *testing.T) {
+	budget := &testBudget{limit: int(initialStreamWindow)} // one doubling
+	conf := tuningConf()
+	conf.WindowBudget = budget
+	c1, c2 := testConnTCP(t)
+	client, server := testClientServerConfig(t, c1, c2, conf, tuningConf())
+
+	first, firstPeer := openPair(t, client, server)
+	firstDone := flood(firstPeer)
+	readUntil(t, first, 2*initialStreamWindow, 64<<20)
+	if n := budget.inUse(); n != int(initialStreamWindow) {
+		t.Fatalf("budget has %d KiB in use, want %d", n>>10, initialStreamWindow>>10)
+	}
+	// The budget is spent: neither stream grows any further, and both move data.
+	second, secondPeer := openPair(t, client, server)
+	secondDone := flood(secondPeer)
+	for _, st := range []*Stream{first, second} {
+		if _, err := io.CopyN(io.Discard, st, 16<<20); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if w, _ := windowOf(first); w != 2*initialStreamWindow {
+		t.Errorf("first window %d KiB with the budget spent, want %d", w>>10, 2*initialStreamWindow>>10)
+	}
+	if w, _ := windowOf(second); w != initialStreamWindow {
+		t.Errorf("second window %d KiB with the budget spent, want %d", w>>10, initialStreamWindow>>10)
+	}
+
+	first.Reset()
+	<-firstDone
+	if n := budget.inUse(); n != 0 {
+		t.Fatalf("budget has %d KiB in use after the reset, want 0", n>>10)
+	}
+	readUntil(t, second, 2*initialStreamWindow, 64<<20)
+	client.Close()
+	<-secondDone
+	if n := budget.inUse(); n != 0 {
+		t.Errorf("budget has %d KiB in use after the session closed, want 0", n>>10)
+	}
+}
+
+// A session whose windows grow measures its round-trip time at once, without
+// waiting for a keepalive.
+func TestRTTMeasuredAtStart(t *testing.T) {
+	c1, c2 := testConnTCP(t)
+	client, server := testClientServerConfig(t, c1, c2, tuningConf(), tuningConf())
+	deadline := time.Now().Add(5 * time.Second)
+	for _, s := range []*Session{client, server} {
+		for s.rtt.Load() == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("no round-trip time 5 s after the session started")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if got := s.growthRTT(); got < minGrowthRTT {
+			t.Errorf("windows grow by a %v round trip, want at least %v", got, minGrowthRTT)
+		}
+	}
+}
+
+func TestKeepsUp(t *testing.T) {
+	const w, rtt = 1 << 20, 10 * time.Millisecond
+	for _, tc := range []struct {
+		consumed uint32
+		elapsed  time.Duration
+		want     bool
+	}{
+		{w / 2, rtt, true},
+		{w / 2, 19 * rtt / 10, true},
+		{w / 2, 2 * rtt, false}, // half a window in two round trips is the limit
+		{w, 39 * rtt / 10, true},
+		{w, 4 * rtt, false},
+		{w / 2, time.Since(time.Time{}), false}, // no update sent yet
+	} {
+		if got := keepsUp(tc.consumed, w, tc.elapsed, rtt); got != tc.want {
+			t.Errorf("keepsUp(%d KiB of %d KiB in %v at %v RTT) = %v, want %v", tc.consumed>>10, w>>10, tc.elapsed, rtt, got, tc.want)
+		}
 	}
 }

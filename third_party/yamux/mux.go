@@ -30,6 +30,23 @@ type Config struct {
 	// window size that we allow for a stream.
 	MaxStreamWindowSize uint32
 
+	// InitialStreamWindowSize is the receive window a stream grants when it
+	// is opened or accepted (Burrow). From there the window doubles, up to
+	// MaxStreamWindowSize, each time the reader consumes half of it within
+	// two round trips: a stream whose reader keeps up reaches the window its
+	// path needs, and one whose reader stops holds no more than it had.
+	// Setting it to MaxStreamWindowSize grants the whole window at once, as
+	// upstream yamux does. Zero means 256 KiB, the window the yamux spec
+	// has each side assume at first; it cannot be smaller.
+	InitialStreamWindowSize uint32
+
+	// WindowBudget, if set, is asked before a stream's receive window grows
+	// past InitialStreamWindowSize, and given back what it granted when the
+	// stream is freed (Burrow). A denied stream keeps its window and still
+	// works, at the throughput that window allows. One budget may be shared
+	// by many sessions to cap what all their streams may buffer.
+	WindowBudget WindowBudget
+
 	// StreamOpenTimeout is the maximum amount of time that a stream will
 	// be allowed to remain in pending state while waiting for an ack from the peer.
 	// Once the timeout is reached the session will be gracefully closed.
@@ -53,6 +70,16 @@ type Config struct {
 	Logger Logger
 }
 
+// WindowBudget is memory that stream receive windows grow into (Burrow).
+// Its methods are called concurrently, with a stream's lock held: they must
+// return quickly and not call into the session.
+type WindowBudget interface {
+	// Reserve takes n bytes from the budget and reports whether it could.
+	Reserve(n int) bool
+	// Release gives back n bytes that Reserve took.
+	Release(n int)
+}
+
 func (c *Config) Clone() *Config {
 	c2 := *c
 	return &c2
@@ -69,6 +96,9 @@ func DefaultConfig() *Config {
 		StreamCloseTimeout:     5 * time.Minute,
 		StreamOpenTimeout:      75 * time.Second,
 		LogOutput:              os.Stderr,
+
+		// Burrow: the same window as upstream's, so nothing grows by default.
+		InitialStreamWindowSize: initialStreamWindow,
 	}
 }
 
@@ -83,12 +113,28 @@ func VerifyConfig(config *Config) error {
 	if config.MaxStreamWindowSize < initialStreamWindow {
 		return fmt.Errorf("MaxStreamWindowSize must be larger than %d", initialStreamWindow)
 	}
+	if w := config.InitialStreamWindowSize; w != 0 && (w < initialStreamWindow || w > config.MaxStreamWindowSize) {
+		return fmt.Errorf("InitialStreamWindowSize must be 0 or between %d and MaxStreamWindowSize (%d)", initialStreamWindow, config.MaxStreamWindowSize)
+	}
 	if config.LogOutput != nil && config.Logger != nil {
 		return fmt.Errorf("both Logger and LogOutput may not be set, select one")
 	} else if config.LogOutput == nil && config.Logger == nil {
 		return fmt.Errorf("one of Logger or LogOutput must be set, select one")
 	}
 	return nil
+}
+
+// initialWindow is the receive window a new stream grants (Burrow).
+func (c *Config) initialWindow() uint32 {
+	if c.InitialStreamWindowSize == 0 {
+		return initialStreamWindow
+	}
+	return c.InitialStreamWindowSize
+}
+
+// autoTunes reports whether stream windows may grow (Burrow).
+func (c *Config) autoTunes() bool {
+	return c.initialWindow() < c.MaxStreamWindowSize
 }
 
 // Server is used to initialize a new server-side connection.

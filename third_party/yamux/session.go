@@ -48,6 +48,11 @@ type Session struct {
 	pingID   uint32
 	pingLock sync.Mutex
 
+	// rtt is the smoothed round-trip time that pings measured, in
+	// nanoseconds; 0 until the first answer. Stream windows grow by it.
+	// (Burrow)
+	rtt atomic.Int64
+
 	// streams maps a stream id to a stream, and inflight has an entry
 	// for any outgoing stream that has not yet been established. Both are
 	// protected by streamLock.
@@ -120,6 +125,12 @@ func newSession(config *Config, conn io.ReadWriteCloser, client bool) *Session {
 	go s.send()
 	if config.EnableKeepAlive {
 		go s.keepalive()
+	}
+	if config.autoTunes() {
+		// Burrow: windows grow by the round-trip time; measure it now rather
+		// than at the first keepalive. Ping records it; a failure leaves
+		// the floor in place (see growthRTT).
+		go s.Ping()
 	}
 	return s
 }
@@ -293,6 +304,7 @@ func (s *Session) Close() error {
 	defer s.streamLock.Unlock()
 	for _, stream := range s.streams {
 		stream.forceClose()
+		stream.releaseWindow() // Burrow
 	}
 	<-s.sendDoneCh
 	return nil
@@ -356,7 +368,42 @@ func (s *Session) Ping() (time.Duration, error) {
 	}
 
 	// Compute the RTT
-	return time.Since(start), nil
+	rtt := time.Since(start)
+	s.recordRTT(rtt)
+	return rtt, nil
+}
+
+// recordRTT folds a ping's round trip into the session's smoothed RTT
+// (Burrow). An answer queues behind the peer's data, as a window update
+// does, so a busy session measures what a window has to cover.
+func (s *Session) recordRTT(sample time.Duration) {
+	for {
+		old := s.rtt.Load()
+		next := int64(sample)
+		if old != 0 {
+			next = (old + next) / 2
+		}
+		if s.rtt.CompareAndSwap(old, next) {
+			return
+		}
+	}
+}
+
+// minGrowthRTT is the least round-trip time windows grow by (Burrow). An idle
+// ping on loopback or a LAN takes tens of microseconds, while a window update
+// under load waits behind data in both sessions' queues and for the
+// scheduler: counted at its idle value, no reader could consume a window fast
+// enough to grow it. Over the Internet the measured RTT is larger and rules.
+// Until a ping has been answered, windows grow by this floor, which can only
+// undercount a real path and so grants less, never more.
+const minGrowthRTT = 10 * time.Millisecond
+
+// growthRTT is the round-trip time by which stream windows grow (Burrow).
+func (s *Session) growthRTT() time.Duration {
+	if rtt := time.Duration(s.rtt.Load()); rtt > minGrowthRTT {
+		return rtt
+	}
+	return minGrowthRTT
 }
 
 // keepalive is a long running goroutine that periodically does
@@ -720,6 +767,7 @@ func (s *Session) incomingStream(id uint32) error {
 // was not yet established, then this will give the credit back.
 func (s *Session) closeStream(id uint32) {
 	s.streamLock.Lock()
+	stream := s.streams[id]
 	if _, ok := s.inflight[id]; ok {
 		select {
 		case <-s.synCh:
@@ -732,6 +780,9 @@ func (s *Session) closeStream(id uint32) {
 	}
 	delete(s.streams, id)
 	s.streamLock.Unlock()
+	if stream != nil {
+		stream.releaseWindow() // Burrow
+	}
 }
 
 // establishStream is used to mark a stream that was in the

@@ -1267,6 +1267,8 @@ func TestKeepAlive_Timeout(t *testing.T) {
 func TestLargeWindow(t *testing.T) {
 	conf := DefaultConfig()
 	conf.MaxStreamWindowSize *= 2
+	// Burrow: a window larger than the default, granted at once.
+	conf.InitialStreamWindowSize = conf.MaxStreamWindowSize
 
 	clientConn, serverConn := testConnTLS(t)
 	client, server := testClientServerConfig(t, clientConn, serverConn, conf, conf.Clone())

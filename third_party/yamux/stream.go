@@ -37,6 +37,21 @@ type Stream struct {
 	recvBuf  *bytes.Buffer
 	recvLock sync.Mutex
 
+	// Burrow: the receive window follows the reader. These fields are
+	// guarded by recvLock, under which no other lock of the session is
+	// taken; only the window budget is asked.
+	//
+	// window bounds what recvBuf and the peer's credit (recvWindow) hold
+	// together. It starts at Config.InitialStreamWindowSize and only grows.
+	window uint32
+	// epochStart is when the last window update went out.
+	epochStart time.Time
+	// reserved is what window took from Config.WindowBudget.
+	reserved uint32
+	// freed is set once the stream has left the session: its window is
+	// given back and grows no more.
+	freed bool
+
 	controlHdr     header
 	controlErr     chan error
 	controlHdrLock sync.Mutex
@@ -72,6 +87,7 @@ func newStream(session *Session, id uint32, state streamState) *Stream {
 		sendErr:      make(chan error, 1),
 		recvWindow:   initialStreamWindow,
 		sendWindow:   initialStreamWindow,
+		window:       session.config.initialWindow(),
 		recvNotifyCh: make(chan struct{}, 1),
 		sendNotifyCh: make(chan struct{}, 1),
 		establishCh:  make(chan struct{}, 1),
@@ -268,23 +284,33 @@ func (s *Stream) sendWindowUpdate() error {
 	s.controlHdrLock.Lock()
 	defer s.controlHdrLock.Unlock()
 
-	// Determine the delta update
-	max := s.session.config.MaxStreamWindowSize
+	// Determine the flags if any. Burrow: before taking recvLock, which
+	// upstream held here, against Read's order (stateLock, then recvLock).
+	flags := s.sendFlags()
+
+	// Determine the delta update: what the reader consumed since the last
+	// one. Burrow: up to the stream's window rather than the session's
+	// maximum.
 	var bufLen uint32
 	s.recvLock.Lock()
 	if s.recvBuf != nil {
 		bufLen = uint32(s.recvBuf.Len())
 	}
-	delta := (max - bufLen) - s.recvWindow
-
-	// Determine the flags if any
-	flags := s.sendFlags()
+	delta := (s.window - bufLen) - s.recvWindow
 
 	// Check if we can omit the update
-	if delta < (max/2) && flags == 0 {
+	if delta < (s.window/2) && flags == 0 {
 		s.recvLock.Unlock()
 		return nil
 	}
+
+	// Burrow: a window the reader keeps up with grows. The SYN and ACK
+	// updates only start the first epoch.
+	now := time.Now()
+	if flags == 0 {
+		delta += s.growWindowLocked(delta, now.Sub(s.epochStart))
+	}
+	s.epochStart = now
 
 	// Update our window
 	s.recvWindow += delta
@@ -300,6 +326,50 @@ func (s *Stream) sendWindowUpdate() error {
 		return err
 	}
 	return nil
+}
+
+// growthRTTs is how many round trips a reader may take to consume a window
+// that still grows (Burrow): a window-limited stream moves one window per
+// round trip, so a reader at a quarter of that pace or more is held back by
+// the window, not by itself.
+const growthRTTs = 4
+
+// growWindowLocked doubles the receive window, up to MaxStreamWindowSize, if
+// the reader consumed a window's worth at the pace of growthRTTs round trips
+// or faster: here consumed bytes, at least half the window, in elapsed. It
+// asks the budget first and returns the growth. (Burrow)
+func (s *Stream) growWindowLocked(consumed uint32, elapsed time.Duration) uint32 {
+	limit := s.session.config.MaxStreamWindowSize
+	if s.freed || s.window >= limit || !keepsUp(consumed, s.window, elapsed, s.session.growthRTT()) {
+		return 0
+	}
+	grow := min(s.window, limit-s.window)
+	if b := s.session.config.WindowBudget; b != nil {
+		if !b.Reserve(int(grow)) {
+			return 0
+		}
+		s.reserved += grow
+	}
+	s.window += grow
+	return grow
+}
+
+// keepsUp reports whether a reader that consumed bytes of a window in
+// elapsed time reads a window in fewer than growthRTTs round trips. (Burrow)
+func keepsUp(consumed, window uint32, elapsed, rtt time.Duration) bool {
+	return float64(elapsed)*float64(window) < growthRTTs*float64(rtt)*float64(consumed)
+}
+
+// releaseWindow gives back what the window took from the budget; the window
+// grows no more. The session calls it when it frees the stream. (Burrow)
+func (s *Stream) releaseWindow() {
+	s.recvLock.Lock()
+	defer s.recvLock.Unlock()
+	s.freed = true
+	if s.reserved > 0 {
+		s.session.config.WindowBudget.Release(int(s.reserved))
+		s.reserved = 0
+	}
 }
 
 // sendClose is used to send a FIN
