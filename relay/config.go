@@ -69,7 +69,7 @@ func DefaultLimits() LimitsConfig {
 	return LimitsConfig{
 		StalledClient:       60 * time.Second,
 		ResponseHeader:      10 * time.Minute,
-		StreamsPerClient:    256,
+		StreamsPerClient:    128,
 		MemoryMiB:           256,
 		SessionMemoryMiB:    192,
 		HandshakesPerMinute: 60,

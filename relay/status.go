@@ -38,6 +38,8 @@ type SessionStatus struct {
 	RTT       time.Duration `json:"rtt_ns,omitempty"`
 	LossRate  float64       `json:"loss_rate,omitempty"`
 	Streams   int64         `json:"streams"`
+	// BytesReceived counts what arrived from the agent on the session.
+	BytesReceived uint64 `json:"bytes_received"`
 }
 
 // RouteStatus is one published route and the sessions that serve it.
@@ -84,7 +86,7 @@ func (s *Server) Status() admin.Status {
 	byRoute := map[[2]string]*RouteStatus{}
 	for _, ts := range sessions {
 		ss := SessionStatus{Agent: ts.agent, ID: ts.id, Transport: ts.sess.Transport(),
-			Remote: ts.sess.RemoteAddr().String(), Since: ts.since}
+			Remote: ts.sess.RemoteAddr().String(), Since: ts.since, BytesReceived: ts.sess.BytesReceived()}
 		if ps, ok := ts.sess.(protocol.PathStatser); ok {
 			p := ps.PathStats()
 			ss.RTT = p.SmoothedRTT

@@ -8,7 +8,7 @@ import "net"
 // (send buffers grow to net.ipv4.tcp_wmem's maximum), and the agent would
 // push that much up the home link for it. What is in flight to the visitor
 // is still bounded by its receive window, as for any TCP peer.
-const publicUnsent = 128 << 10
+const publicUnsent = 64 << 10
 
 // unsentCapped is a public listener whose connections hold at most
 // publicUnsent bytes unsent.

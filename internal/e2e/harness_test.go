@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -302,6 +303,29 @@ func (e *env) stopAll() {
 				e.t.Error(err)
 			}
 		}
+	}
+}
+
+// adminAddr is the relay's admin listener, from its start-up log line.
+func (e *env) adminAddr() string {
+	e.t.Helper()
+	m := regexp.MustCompile(`relay listening.* admin=(\S+)`).FindStringSubmatch(e.relayLog.String())
+	if m == nil {
+		e.t.Fatal("the relay's log names no admin listener")
+	}
+	return m[1]
+}
+
+// getJSON decodes the JSON answer of a GET to url into v.
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("%s: %v", url, err)
 	}
 }
 
