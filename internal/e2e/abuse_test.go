@@ -162,7 +162,7 @@ func (discard) Write(p []byte) (int, error) { return len(p), nil }
 // endsBy reads c until it ends, until deadline at most: true when it ended.
 func endsBy(c net.Conn, deadline time.Time) bool {
 	_ = c.SetReadDeadline(deadline)
-	buf := make([]byte, 256<<10)
+	buf := make([]byte, 32<<10)
 	for {
 		if _, err := c.Read(buf); err != nil {
 			return !errors.Is(err, os.ErrDeadlineExceeded)
