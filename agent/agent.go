@@ -12,8 +12,10 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/burrow-tunnel/burrow/internal/admin"
 	"github.com/burrow-tunnel/burrow/protocol"
 	"github.com/burrow-tunnel/burrow/protocol/transport"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // stableAfter is how long a session must last for the backoff to start over.
@@ -48,6 +50,13 @@ type Agent struct {
 	// control to leave a lossy path with; tests replace them.
 	pathStats func(protocol.Session) (protocol.PathStatser, bool)
 	fallback  func() (string, error)
+
+	// For the status and metrics.
+	started    time.Time
+	live       map[*session]struct{} // guarded by mu: welcomed sessions
+	refused    map[[2]string]string  // guarded by mu: host and prefix → the relay's last reason
+	reconnects prometheus.Counter
+	metrics    *prometheus.Registry
 }
 
 type liveRoute struct {
@@ -71,7 +80,8 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	a := &Agent{cfg: cfg, log: log, tls: tc, pathStats: func(s protocol.Session) (protocol.PathStatser, bool) {
 		ps, ok := s.(protocol.PathStatser)
 		return ps, ok
-	}, fallback: lossyFallback}
+	}, fallback: lossyFallback, started: time.Now()}
+	a.metrics = a.newMetrics()
 	for _, r := range cfg.Routes {
 		a.guards = append(a.guards, newLoginGuard(r))
 	}
@@ -84,6 +94,20 @@ func (a *Agent) Run(ctx context.Context) error {
 	// agent left for it that are serving their last streams.
 	var sessions errgroup.Group
 	defer sessions.Wait()
+	if a.cfg.Admin.Listen != "" {
+		adm, err := admin.Listen(admin.Options{Listen: a.cfg.Admin.Listen, Pprof: a.cfg.Admin.Pprof,
+			Gatherer: a.metrics, Status: a.Status, Page: StatusPage, Log: a.log})
+		if err != nil {
+			// A second agent beside the first (a replica) finds the port taken:
+			// it serves all the same, without an admin listener.
+			a.log.Warn("no admin listener", "err", err)
+		} else {
+			a.log.Info("admin listener", "addr", adm.Addr().String())
+			actx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			sessions.Go(func() error { return adm.Run(actx) })
+		}
+	}
 	b := newBackoff()
 	a.log.Info("connecting to relay", "relay", a.cfg.Relay, "transport", a.cfg.Transport)
 	if a.cfg.Transport != TransportTCP {
@@ -106,6 +130,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			b.reset()
 		}
 		d := b.next()
+		a.reconnects.Inc()
 		var rj *protocol.RejectError
 		switch {
 		case errors.As(err, &rj):
@@ -130,6 +155,7 @@ func (a *Agent) serve(ctx context.Context, sessions *errgroup.Group) error {
 	}
 	ended := make(chan error, 1)
 	sessions.Go(func() error {
+		defer a.track(s)()
 		ended <- s.run(ctx)
 		return nil
 	})

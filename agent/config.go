@@ -5,6 +5,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"github.com/burrow-tunnel/burrow/internal/admin"
 	"net"
 	"net/url"
 	"strings"
@@ -36,11 +37,16 @@ type Config struct {
 	// LossCheck is how often transport auto checks QUIC's packet loss, to
 	// move to TCP with BBR on a lossy path; 0 turns the check off.
 	LossCheck time.Duration `mapstructure:"loss_check"`
+	// Admin is the admin listener (metrics, health, status page).
+	Admin admin.Config `mapstructure:"admin"`
 	// Name is not read from the file; empty means the host's name.
 	Name string `mapstructure:"-"`
 	// Routes are decoded by cmd/burrow, which also reads each route's stash section.
 	Routes []Route `mapstructure:"-"`
 }
+
+// DefaultAdminListen is the agent's admin address unless admin.listen says otherwise.
+const DefaultAdminListen = "127.0.0.1:7837"
 
 // Route is one local service published through the relay.
 type Route struct {
@@ -59,6 +65,9 @@ type Route struct {
 func (c *Config) Validate() error {
 	var errs config.Errors
 	add := errs.Add
+	if err := c.Admin.Validate(); err != nil {
+		add("admin.listen", "%v", err)
+	}
 	if c.Relay == "" {
 		add("relay", "is required (the relay's tunnel address, e.g. \"relay.example.com:7835\")")
 	} else if _, port, err := net.SplitHostPort(c.Relay); err != nil || port == "" {

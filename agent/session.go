@@ -24,6 +24,8 @@ type session struct {
 	routes    map[uint32]*liveRoute // by the id the relay gave each route
 	heartbeat time.Duration
 
+	id     string        // the relay's session id
+	since  time.Time     // welcomed at
 	active atomic.Int64  // streams being served
 	left   chan struct{} // closed when the agent leaves this session for a new one
 }
@@ -61,9 +63,14 @@ func (a *Agent) hello(ctx context.Context, sess protocol.Session, idx []int) (*s
 		return nil, err
 	}
 	live, published := a.liveRoutes(idx, welcome)
+	refused := map[[2]string]string{}
 	for _, ref := range welcome.Refused {
 		a.log.Error("relay refused route", "host", ref.Host, "prefix", ref.Prefix, "reason", ref.Reason)
+		refused[[2]string{ref.Host, normPrefix(ref.Prefix)}] = "the relay refused it: " + ref.Reason
 	}
+	a.mu.Lock()
+	a.refused = refused
+	a.mu.Unlock()
 	a.setState("connected "+welcome.SessionID, "connected", slog.LevelInfo, "session", welcome.SessionID, "transport", sess.Transport(), "relay", a.cfg.Relay, "routes", published)
 	a.markReplaced()
 	if !a.stashChecked {
@@ -76,6 +83,8 @@ func (a *Agent) hello(ctx context.Context, sess protocol.Session, idx []int) (*s
 	return &session{
 		a:         a,
 		log:       a.log.With("session", welcome.SessionID),
+		id:        welcome.SessionID,
+		since:     time.Now(),
 		sess:      sess,
 		ctrl:      ctrl,
 		routes:    live,

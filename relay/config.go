@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/burrow-tunnel/burrow/internal/admin"
 	"github.com/burrow-tunnel/burrow/internal/config"
 )
 
@@ -24,16 +25,7 @@ type Config struct {
 	TrustedProxies []netip.Prefix `mapstructure:"trusted_proxies"`
 	Agents         []AgentGrant   `mapstructure:"agents"`
 	Limits         LimitsConfig   `mapstructure:"limits"`
-	Admin          AdminConfig    `mapstructure:"admin"`
-}
-
-// AdminConfig is the admin listener: metrics, health, status page.
-type AdminConfig struct {
-	// Listen is its address; empty turns it off. Keep it on loopback (or a
-	// private network): it shows agents, routes and addresses, no secrets.
-	Listen string `mapstructure:"listen"`
-	// Pprof serves Go's profiler at /debug/pprof/.
-	Pprof bool `mapstructure:"pprof"`
+	Admin          admin.Config   `mapstructure:"admin"`
 }
 
 // DefaultAdminListen is the relay's admin address unless admin.listen says otherwise.
@@ -180,10 +172,8 @@ func (c *Config) Validate() error {
 			add("tunnel.hostname", "needs a public certificate: set tls.acme or tls.cert_file")
 		}
 	}
-	if c.Admin.Listen != "" {
-		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
-			add("admin.listen", "%q is not host:port (\"\" turns the admin listener off): %v", c.Admin.Listen, err)
-		}
+	if err := c.Admin.Validate(); err != nil {
+		add("admin.listen", "%v", err)
 	}
 	if c.StateDir == "" {
 		add("state_dir", "is required (e.g. /var/lib/burrow)")

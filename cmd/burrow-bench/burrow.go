@@ -102,6 +102,8 @@ log:
 relay: %q
 relay_fingerprint: %q
 token: %q
+admin:
+  listen: "127.0.0.1:0"
 transport: %q
 log:
   level: info

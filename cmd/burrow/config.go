@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/burrow-tunnel/burrow/agent"
+	"github.com/burrow-tunnel/burrow/internal/admin"
 	"github.com/burrow-tunnel/burrow/internal/config"
 	"github.com/burrow-tunnel/burrow/internal/redact"
 	"github.com/burrow-tunnel/burrow/relay"
@@ -59,7 +60,7 @@ func relayDefaults() relayFile {
 			Public:   relay.PublicConfig{HTTP: ":80", RedirectHTTP: true},
 			StateDir: "/var/lib/burrow",
 			Limits:   relay.DefaultLimits(),
-			Admin:    relay.AdminConfig{Listen: relay.DefaultAdminListen},
+			Admin:    admin.Config{Listen: relay.DefaultAdminListen},
 		},
 		Log: logFile{Level: "info", Format: "text"},
 	}
@@ -67,8 +68,9 @@ func relayDefaults() relayFile {
 
 func agentDefaults() agentFile {
 	return agentFile{
-		Config: agent.Config{Transport: agent.TransportAuto, LossCheck: 10 * time.Second},
-		Log:    logFile{Level: "info", Format: "text"},
+		Config: agent.Config{Transport: agent.TransportAuto, LossCheck: 10 * time.Second,
+			Admin: admin.Config{Listen: agent.DefaultAdminListen}},
+		Log: logFile{Level: "info", Format: "text"},
 	}
 }
 

@@ -80,7 +80,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRelayCmd(), newAgentCmd(), newTokenCmd(), newDemoCmd(), newStashCmd(), newVersionCmd())
+	root.AddCommand(newRelayCmd(), newAgentCmd(), newTokenCmd(), newDemoCmd(), newStashCmd(), newStatusCmd(), newVersionCmd())
 	return root
 }
 

@@ -19,6 +19,27 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
+// Config is the admin section of relay.yaml and agent.yaml.
+type Config struct {
+	// Listen is the listener's address; empty turns it off. Keep it on
+	// loopback (or a private network): it shows agents, routes and
+	// addresses, though no secret.
+	Listen string `mapstructure:"listen"`
+	// Pprof serves Go's profiler at /debug/pprof/.
+	Pprof bool `mapstructure:"pprof"`
+}
+
+// Validate checks Listen.
+func (c Config) Validate() error {
+	if c.Listen == "" {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("%q is not host:port (\"\" turns the admin listener off): %v", c.Listen, err)
+	}
+	return nil
+}
+
 // Options describe what the listener serves.
 type Options struct {
 	// Listen is the address, such as "127.0.0.1:7836".

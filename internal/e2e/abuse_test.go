@@ -122,7 +122,7 @@ func (e *env) tunnelReceived() int64 {
 			} `json:"sessions"`
 		} `json:"detail"`
 	}
-	getJSON(e.t, "http://"+e.adminAddr()+"/status.json", &st)
+	getJSON(e.t, "http://"+e.relayAdmin+"/status.json", &st)
 	var n int64
 	for _, s := range st.Detail.Sessions {
 		n += s.BytesReceived

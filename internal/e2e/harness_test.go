@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,7 +55,9 @@ type env struct {
 	relayExtra string
 
 	tunnelPort, httpPort int
-	closedPort           int // nothing listens here: the /down route's service
+	// The admin listeners of the relay and the agent.
+	relayAdmin, agentAdmin string
+	closedPort             int // nothing listens here: the /down route's service
 
 	token       string
 	relayConfig string
@@ -91,6 +92,8 @@ func newEnvWith(t *testing.T, transport, relayExtra string) *env {
 	e.tunnelPort = freePort(t, true)
 	e.httpPort = freePort(t, false)
 	e.closedPort = freePort(t, false)
+	e.relayAdmin = net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t, false)))
+	e.agentAdmin = net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t, false)))
 	e.writeConfigs()
 	e.client = newClient(e.publicAddr())
 
@@ -163,14 +166,14 @@ public:
   http: "127.0.0.1:%d"
 state_dir: %q
 admin:
-  listen: "127.0.0.1:0"
+  listen: %q
 agents:
   - name: nas
     token_sha256: %q
     hosts: [%s]
 log:
   level: debug
-%s`, e.tunnelPort, e.httpPort, filepath.Join(e.dir, "relay-state"), tok.TokenSHA256, publicHost, e.relayExtra))
+%s`, e.tunnelPort, e.httpPort, filepath.Join(e.dir, "relay-state"), e.relayAdmin, tok.TokenSHA256, publicHost, e.relayExtra))
 
 	fp := strings.TrimSpace(string(runBurrow(t, "relay", "fingerprint", "--config", e.relayConfig)))
 	if !strings.HasPrefix(fp, "sha256:") {
@@ -182,7 +185,9 @@ log:
 	writeFile(t, e.agentConfig, fmt.Sprintf(`relay: "127.0.0.1:%d"
 relay_fingerprint: %q
 token: %q
-transport: %s
+admin:
+  listen: %[8]q
+transport: %[4]s
 log:
   level: debug
 routes:
@@ -197,7 +202,7 @@ routes:
     prefix: /down
     service: "http://127.0.0.1:%[7]d"
     allow_unauthenticated: true
-`, e.tunnelPort, fp, e.token, e.transport, publicHost, svc, e.closedPort))
+`, e.tunnelPort, fp, e.token, e.transport, publicHost, svc, e.closedPort, e.agentAdmin))
 }
 
 // waitReady polls /healthz through the relay until it answers 200 and
@@ -304,16 +309,6 @@ func (e *env) stopAll() {
 			}
 		}
 	}
-}
-
-// adminAddr is the relay's admin listener, from its start-up log line.
-func (e *env) adminAddr() string {
-	e.t.Helper()
-	m := regexp.MustCompile(`relay listening.* admin=(\S+)`).FindStringSubmatch(e.relayLog.String())
-	if m == nil {
-		e.t.Fatal("the relay's log names no admin listener")
-	}
-	return m[1]
 }
 
 // getJSON decodes the JSON answer of a GET to url into v.

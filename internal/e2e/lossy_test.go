@@ -89,6 +89,8 @@ log:
 	writeFile(t, e.agentConfig, fmt.Sprintf(`relay: "%s:7835"
 relay_fingerprint: %q
 token: %q
+admin:
+  listen: "127.0.0.1:0"
 transport: auto
 loss_check: 1s
 log:

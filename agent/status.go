@@ -1,0 +1,166 @@
+package agent
+
+import (
+	"html/template"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/burrow-tunnel/burrow/internal/admin"
+	"github.com/burrow-tunnel/burrow/protocol"
+)
+
+// track registers a welcomed session for the status and metrics; the
+// function it returns unregisters it.
+func (a *Agent) track(s *session) (untrack func()) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.live == nil {
+		a.live = map[*session]struct{}{}
+	}
+	a.live[s] = struct{}{}
+	return func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		delete(a.live, s)
+	}
+}
+
+func (a *Agent) liveSessions() []*session {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]*session, 0, len(a.live))
+	for s := range a.live {
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].since.Before(out[j].since) })
+	return out
+}
+
+// SessionStatus is one relay session as the status shows it.
+type SessionStatus struct {
+	ID        string        `json:"id"`
+	Relay     string        `json:"relay"`
+	Transport string        `json:"transport"`
+	Since     time.Time     `json:"since"`
+	RTT       time.Duration `json:"rtt_ns,omitempty"`
+	Streams   int64         `json:"streams"`
+}
+
+// RouteStatus is one configured route: published or not, and why not.
+type RouteStatus struct {
+	Host      string `json:"host"`
+	Prefix    string `json:"prefix,omitempty"`
+	Service   string `json:"service"`
+	Published bool   `json:"published"`
+	Reason    string `json:"reason,omitempty"`
+}
+
+// AgentStatus is the agent's part of the admin status.
+type AgentStatus struct {
+	Relay    string          `json:"relay"`
+	State    string          `json:"state"`
+	Sessions []SessionStatus `json:"sessions"`
+	Routes   []RouteStatus   `json:"routes"`
+}
+
+// Status is the agent's state: ready while a session is up and every route
+// is published.
+func (a *Agent) Status() admin.Status {
+	st := AgentStatus{Relay: a.cfg.Relay}
+	a.mu.Lock()
+	st.State = a.state
+	refused := a.refused
+	a.mu.Unlock()
+	published := map[[2]string]bool{}
+	for _, s := range a.liveSessions() {
+		ss := SessionStatus{ID: s.id, Relay: a.cfg.Relay, Transport: s.sess.Transport(), Since: s.since, Streams: s.active.Load()}
+		if ps, ok := s.sess.(protocol.PathStatser); ok {
+			ss.RTT = ps.PathStats().SmoothedRTT
+		}
+		st.Sessions = append(st.Sessions, ss)
+		for _, rt := range s.routes {
+			published[[2]string{rt.Host, normPrefix(rt.Prefix)}] = true
+		}
+	}
+	ready, reason := len(st.Sessions) > 0, ""
+	if !ready {
+		reason = "not connected to the relay"
+	}
+	for _, r := range a.cfg.Routes {
+		k := [2]string{r.Host, normPrefix(r.Prefix)}
+		rs := RouteStatus{Host: r.Host, Prefix: r.Prefix, Service: r.Service, Published: published[k]}
+		if !rs.Published {
+			rs.Reason = refused[k]
+			if rs.Reason == "" {
+				rs.Reason = "not published (see the agent's log)"
+			}
+			if ready {
+				ready, reason = false, "route "+r.Host+r.Prefix+" not published: "+rs.Reason
+			}
+		}
+		st.Routes = append(st.Routes, rs)
+	}
+	return admin.Status{Role: "agent", Ready: ready, Reason: reason, Since: a.started, Detail: st}
+}
+
+// agentCollector reports the live sessions at scrape time, so that the
+// data path pays nothing for them.
+type agentCollector struct {
+	a        *Agent
+	sessions *prometheus.Desc
+	rtt      *prometheus.Desc
+}
+
+func (c agentCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.sessions; ch <- c.rtt }
+
+func (c agentCollector) Collect(ch chan<- prometheus.Metric) {
+	count := map[string]float64{}
+	for _, s := range c.a.liveSessions() {
+		count[s.sess.Transport()]++
+		if ps, ok := s.sess.(protocol.PathStatser); ok {
+			ch <- prometheus.MustNewConstMetric(c.rtt, prometheus.GaugeValue, ps.PathStats().SmoothedRTT.Seconds(), c.a.cfg.Relay)
+		}
+	}
+	for _, tr := range []string{"quic", "tcp"} {
+		ch <- prometheus.MustNewConstMetric(c.sessions, prometheus.GaugeValue, count[tr], c.a.cfg.Relay, tr)
+	}
+}
+
+// newMetrics registers the agent's metrics.
+func (a *Agent) newMetrics() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	a.reconnects = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "burrow_agent_reconnects_total", Help: "Sessions to the relay lost and dialled again.",
+	})
+	reg.MustRegister(a.reconnects, agentCollector{
+		a:        a,
+		sessions: prometheus.NewDesc("burrow_agent_sessions", "Sessions to the relay, by relay and transport.", []string{"relay", "transport"}, nil),
+		rtt:      prometheus.NewDesc("burrow_agent_session_rtt_seconds", "Smoothed round trip of the session to the relay (QUIC).", []string{"relay"}, nil),
+	}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// StatusPage renders the agent's status page.
+func StatusPage(w http.ResponseWriter, st admin.Status) { _ = statusTmpl.Execute(w, st) }
+
+var statusTmpl = template.Must(template.New("status").Funcs(template.FuncMap{
+	"ago": func(t time.Time) string { return time.Since(t).Round(time.Second).String() },
+}).Parse(`<!doctype html>
+<html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>Burrow agent — status</title>
+<style>body{font:15px/1.45 system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}h1{font-size:1.4em}h2{font-size:1.1em}
+table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.3em .6em;border-bottom:1px solid #ddd}th{background:#f6f6f6}.ok{color:#17652b}.bad{color:#a11}</style>
+</head><body><h1>Burrow agent</h1>
+<p>{{if .Ready}}<span class="ok">● ready</span>{{else}}<span class="bad">● not ready</span>: {{.Reason}}{{end}} · up {{ago .Since}} · relay {{.Detail.Relay}}</p>
+<h2>Sessions</h2>{{with .Detail.Sessions}}<table><tr><th>session</th><th>transport</th><th>connected for</th><th>RTT</th><th>streams</th></tr>
+{{range .}}<tr><td>{{.ID}}</td><td>{{.Transport}}</td><td>{{ago .Since}}</td><td>{{if .RTT}}{{.RTT}}{{else}}–{{end}}</td><td>{{.Streams}}</td></tr>{{end}}</table>
+{{else}}<p>Not connected. Last state: {{.Detail.State}}</p>{{end}}
+<h2>Routes</h2><table><tr><th>host</th><th>prefix</th><th>service</th><th>published</th></tr>
+{{range .Detail.Routes}}<tr><td>{{.Host}}</td><td>{{.Prefix}}</td><td>{{.Service}}</td><td>{{if .Published}}<span class="ok">yes</span>{{else}}<span class="bad">no</span>: {{.Reason}}{{end}}</td></tr>{{end}}</table>
+<p><small><a href="/metrics">/metrics</a> · <a href="/status.json">/status.json</a> · <a href="/readyz">/readyz</a></small></p>
+</body></html>
+`))
