@@ -26,6 +26,8 @@ type Config struct {
 	Agents         []AgentGrant   `mapstructure:"agents"`
 	Limits         LimitsConfig   `mapstructure:"limits"`
 	Admin          admin.Config   `mapstructure:"admin"`
+	// AccessLog logs one line per public request; in relay.yaml it is log.access.
+	AccessLog bool `mapstructure:"-"`
 }
 
 // DefaultAdminListen is the relay's admin address unless admin.listen says otherwise.

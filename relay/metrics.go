@@ -99,8 +99,10 @@ type observedWriter struct {
 	code    int
 	headers time.Time // when the status was written
 	// Counted as each write goes out, so that a long download shows live.
-	bytes prometheus.Counter
-	live  *atomic.Int64
+	bytes   prometheus.Counter
+	live    *atomic.Int64
+	written int64  // body bytes, for the access log
+	route   *route // the route that served it, for the access log
 }
 
 func (w *observedWriter) WriteHeader(code int) {
@@ -116,6 +118,7 @@ func (w *observedWriter) Write(p []byte) (int, error) {
 		w.code, w.headers = http.StatusOK, time.Now()
 	}
 	n, err := w.ResponseWriter.Write(p)
+	w.written += int64(n)
 	if w.live != nil {
 		w.live.Add(int64(n))
 		w.bytes.Add(float64(n))
@@ -149,4 +152,21 @@ func (m *metrics) observe(host string, r *http.Request, w *observedWriter, start
 	if !w.headers.IsZero() {
 		m.ttfb.WithLabelValues(host).Observe(w.headers.Sub(start).Seconds())
 	}
+}
+
+// accessLog writes one line for a finished public request. It goes through
+// the same redactor as every log line: an apikey in the query is never logged.
+func (s *Server) accessLog(r *http.Request, w *observedWriter, start time.Time) {
+	attrs := []any{
+		"client", clientAddr(r, s.trusted(r.RemoteAddr)), "host", canonicalHost(r.Host), "method", r.Method,
+		"path", r.URL.RequestURI(), "proto", r.Proto, "status", w.code, "bytes", w.written,
+		"duration", time.Since(start).Round(time.Microsecond),
+	}
+	if !w.headers.IsZero() {
+		attrs = append(attrs, "ttfb", w.headers.Sub(start).Round(time.Microsecond))
+	}
+	if rt := w.route; rt != nil {
+		attrs = append(attrs, "agent", rt.agent, "transport", rt.session.Transport())
+	}
+	s.log.Info("access", attrs...)
 }

@@ -291,8 +291,14 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		label = host
 	}
 	w := s.metrics.writer(rw, label)
-	defer s.metrics.observe(label, r, w, start)
+	defer func() {
+		s.metrics.observe(label, r, w, start)
+		if s.cfg.AccessLog {
+			s.accessLog(r, w, start)
+		}
+	}()
 	rt := s.reg.lookup(host, r.URL.Path)
+	w.route = rt
 	if rt == nil {
 		switch {
 		case s.reg.hasHost(host):

@@ -30,6 +30,8 @@ import (
 type logFile struct {
 	Level  string `mapstructure:"level"`
 	Format string `mapstructure:"format"`
+	// Access logs one line per public request (relay only).
+	Access bool `mapstructure:"access"`
 }
 
 // relayFile is relay.yaml.
@@ -159,6 +161,7 @@ func loadRelayConfig(path string) (relay.Config, logFile, error) {
 	if err := config.InFile(path, errors.Join(checkLog(f.Log), f.Validate())); err != nil {
 		return relay.Config{}, logFile{}, err
 	}
+	f.Config.AccessLog = f.Log.Access
 	return f.Config, f.Log, nil
 }
 

@@ -168,3 +168,35 @@ func status(t *testing.T, cfg string) (string, int) {
 	}
 	return string(out), 0
 }
+
+// With log.access on, the relay logs one line per request, with the API key
+// in the query redacted like everywhere else.
+func TestAccessLog(t *testing.T) {
+	// Appended right under the relay's log.level: part of its log section.
+	e := newEnvWith(t, "tcp", "  access: true\n")
+	const secret = "0123456789abcdefSECRET"
+	if st, _ := e.mustGet("/files/small.bin?apikey="+secret, http.Header{"Range": {"bytes=0-9"}}); st != http.StatusPartialContent {
+		t.Fatalf("status %d", st)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	var line string
+	for line == "" {
+		for l := range strings.SplitSeq(e.relayLog.String(), "\n") {
+			if strings.Contains(l, "msg=access") && strings.Contains(l, "/files/small.bin") {
+				line = l
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no access line in the relay's log:\n%s", e.relayLog)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, want := range []string{"status=206", "bytes=10", "client=127.0.0.1", "method=GET", "host=" + publicHost, "agent=nas", "transport=tcp", "ttfb="} {
+		if !strings.Contains(line, want) {
+			t.Errorf("access line lacks %q: %s", want, line)
+		}
+	}
+	if strings.Contains(e.relayLog.String(), secret) {
+		t.Errorf("the relay logged the API key: %s", line)
+	}
+}
