@@ -23,5 +23,5 @@ type Timeouts struct {
 // ProxyTimeouts reports the relay's timeouts on the proxy and public HTTP side.
 func (s *Server) ProxyTimeouts() Timeouts {
 	h := s.newHTTPServer(nil)
-	return Timeouts{ResponseHeader: s.transport.fallback.ResponseHeaderTimeout, Read: h.ReadTimeout, Write: h.WriteTimeout, ReadHeader: h.ReadHeaderTimeout}
+	return Timeouts{ResponseHeader: s.transport.responseHeader, Read: h.ReadTimeout, Write: h.WriteTimeout, ReadHeader: h.ReadHeaderTimeout}
 }

@@ -27,11 +27,14 @@ const routeHostSuffix = ".burrow.invalid"
 
 type ctxKey int
 
-const routeKey ctxKey = 1
+const (
+	routeKey ctxKey = iota + 1 // the request's *route
+	stallKey                   // the request's *stallGuard, with limits.stalled_client
+)
 
 func (s *Server) newProxy() *httputil.ReverseProxy {
 	fallback := &http.Transport{
-		DialContext:           s.dialRoute,
+		DialContext:           s.dialAborting,
 		MaxIdleConns:          4096,
 		MaxIdleConnsPerHost:   1024,
 		IdleConnTimeout:       90 * time.Second,
@@ -39,10 +42,12 @@ func (s *Server) newProxy() *httputil.ReverseProxy {
 		ExpectContinueTimeout: time.Second,
 		// The default 4 KiB bufio buffers: large body reads bypass them, and
 		// an upgraded connection (a WebSocket) keeps them for its whole life.
-		// No ResponseHeaderTimeout: HLS segments and long GraphQL calls may take
-		// long before their headers; a client that gives up cancels the request.
+		// No ResponseHeaderTimeout: streamTransport applies
+		// limits.response_header to both ways (HLS segments and long GraphQL
+		// calls may take long before their headers).
 	}
-	s.transport = &streamTransport{dial: s.dialRoute, fallback: fallback, reroute: s.reroute, maxIdle: 1024, idleTimeout: 90 * time.Second}
+	s.transport = &streamTransport{dial: s.dialRoute, fallback: fallback, reroute: s.reroute, maxIdle: 1024, idleTimeout: 90 * time.Second,
+		responseHeader: s.cfg.Limits.ResponseHeader}
 	return &httputil.ReverseProxy{
 		Rewrite:      s.rewrite,
 		Transport:    s.transport,
@@ -140,6 +145,25 @@ func (c *countedStream) Close() error {
 func (c *countedStream) Abort() {
 	c.done()
 	c.Stream.Abort()
+}
+
+// dialAborting is dialRoute for http.Transport, which closes a connection
+// once it is done with it or gives up on its answer (the visitor left, was
+// cut, or the service was too slow): then the agent must stop sending at
+// once, not after yamux's close delay.
+func (s *Server) dialAborting(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := s.dialRoute(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return abortingConn{c.(*statusConn)}, nil
+}
+
+type abortingConn struct{ *statusConn }
+
+func (c abortingConn) Close() error {
+	c.Abort()
+	return nil
 }
 
 // statusConn reads the agent's stream status before the first byte of the
@@ -334,8 +358,12 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		s.serveUpgrade(w, r, rt)
 		return
 	}
-	ctx := context.WithValue(r.Context(), routeKey, rt)
-	s.proxy.ServeHTTP(w, r.WithContext(ctx))
+	r = r.WithContext(context.WithValue(r.Context(), routeKey, rt))
+	if limit := s.cfg.Limits.StalledClient; limit > 0 {
+		s.serveWatched(w, r, limit)
+		return
+	}
+	s.proxy.ServeHTTP(w, r)
 }
 
 func isGetOrHead(m string) bool { return m == http.MethodGet || m == http.MethodHead }
@@ -360,6 +388,17 @@ func (s *Server) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	rt, _ := r.Context().Value(routeKey).(*route)
 	var st *protocol.StatusError
 	switch {
+	case uploadStalled(r):
+		// The read of its body failed, which on HTTP/1.1 also ends the
+		// request's context; the visitor may still read an answer.
+		s.log.Debug("upload stalled", "host", r.Host, "err", err)
+		if r.ProtoMajor == 1 {
+			w.Header().Set("Connection", "close")
+		}
+		http.Error(w, "408 Request Timeout: the upload sent nothing for too long", http.StatusRequestTimeout)
+	case errors.Is(err, errServiceSlow):
+		s.log.Warn("service sent no response headers in time", "host", r.Host, "agent", rt.agent, "limit", s.cfg.Limits.ResponseHeader)
+		s.page(w, r, http.StatusGatewayTimeout, pageServiceSlow, r.Host)
 	case r.Context().Err() != nil:
 		// The client went away; nobody reads a page.
 		s.log.Debug("client gone", "host", r.Host, "err", err)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"sync"
 	"time"
 
@@ -31,6 +32,9 @@ type streamTransport struct {
 	reroute     func(ctx context.Context) (host string, ok bool)
 	maxIdle     int           // idle streams kept per route
 	idleTimeout time.Duration // an idle stream older than this is closed
+	// responseHeader bounds the wait for an answer's head on both ways
+	// (limits.response_header); zero waits for ever.
+	responseHeader time.Duration
 
 	mu        sync.Mutex
 	idle      map[string][]*streamConn // by the outgoing URL's host (the route id)
@@ -45,6 +49,14 @@ type streamConn struct {
 }
 
 func (t *streamTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t.responseHeader <= 0 {
+		return t.roundTrip(req)
+	}
+	w, req := waitHeader(req, t.responseHeader)
+	return w.finish(t.roundTrip(req))
+}
+
+func (t *streamTransport) roundTrip(req *http.Request) (*http.Response, error) {
 	switch req.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:
 		// Safe to send again on a fresh stream when a pooled one fails.
@@ -117,6 +129,9 @@ func (t *streamTransport) exchange(ctx context.Context, host string, sc *streamC
 	}
 	if err := sc.bw.Flush(); err != nil {
 		return fail(err)
+	}
+	if trace := httptrace.ContextClientTrace(ctx); trace != nil && trace.WroteRequest != nil {
+		trace.WroteRequest(httptrace.WroteRequestInfo{})
 	}
 	if _, err := sc.br.Peek(1); err != nil {
 		return fail(err)
