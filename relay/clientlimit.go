@@ -95,6 +95,9 @@ func (c *clientLimit) inFlight(addr netip.Addr) int {
 // limited answers a request over its address's limit with the 429 page.
 func (s *Server) limited(w http.ResponseWriter, r *http.Request, host string, addr netip.Addr) {
 	s.log.Debug("client over limits.streams_per_client", "client", addr, "limit", s.clients.max)
+	// The connection goes too: a client this far over its limit is more
+	// likely an attack than a household, and an idle one would stay open.
+	w.Header().Set("Connection", "close")
 	s.page(w, r, http.StatusTooManyRequests, pageTooManyStreams, host)
 }
 

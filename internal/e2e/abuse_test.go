@@ -35,6 +35,7 @@ func TestStalledVisitorsAreBounded(t *testing.T) {
 			e := newEnvWith(t, tr, fmt.Sprintf("limits:\n  stalled_client: %s\n", stallTimeout))
 			pid := e.relay.cmd.Process.Pid
 			base, fds0 := rssOf(t, pid), fdCount(t, pid)
+			heap0 := value(scrape(t, e.relayAdmin), "go_memstats_heap_inuse_bytes", nil)
 			sent0 := e.tunnelReceived()
 
 			// The attack: raw HTTP/1.1 requests for the large file from
@@ -106,6 +107,27 @@ func TestStalledVisitorsAreBounded(t *testing.T) {
 			}
 			if fds := fdCount(t, pid); fds > fds0+8 {
 				t.Errorf("relay holds %d file descriptors after the attack, %d before it", fds, fds0)
+			}
+			// The memory comes back: the Go heap in use returns to its level
+			// before the attack (RSS follows as the runtime returns pages to
+			// the kernel, over minutes).
+			heapDeadline := time.Now().Add(10 * time.Second)
+			for {
+				// A heap profile with gc=1 runs a collection first: the heap
+				// then holds only what is still referenced.
+				if resp, err := http.Get("http://" + e.relayAdmin + "/debug/pprof/heap?gc=1"); err == nil {
+					resp.Body.Close()
+				}
+				heap := value(scrape(t, e.relayAdmin), "go_memstats_heap_inuse_bytes", nil)
+				if heap <= heap0+16<<20 {
+					t.Logf("relay heap in use: %.0f MiB before the attack, %.0f MiB after", heap0/(1<<20), heap/(1<<20))
+					break
+				}
+				if time.Now().After(heapDeadline) {
+					t.Errorf("relay heap in use %.0f MiB after the attack, %.0f MiB before it", heap/(1<<20), heap0/(1<<20))
+					break
+				}
+				time.Sleep(500 * time.Millisecond)
 			}
 		})
 	}

@@ -167,6 +167,7 @@ public:
 state_dir: %q
 admin:
   listen: %q
+  pprof: true
 agents:
   - name: nas
     token_sha256: %q
