@@ -19,9 +19,18 @@ const (
 	// MsgPing and MsgPong are the session heartbeat on the control stream.
 	MsgPing MsgType = 4
 	MsgPong MsgType = 5
+	// MsgGoAway says the sender is shutting down: it takes no new streams
+	// on this session and ends it once its streams are done. Its body is a
+	// GoAway.
+	MsgGoAway MsgType = 6
 )
 
-var msgTypeNames = [...]string{MsgHello: "hello", MsgWelcome: "welcome", MsgReject: "reject", MsgPing: "ping", MsgPong: "pong"}
+// GoAway is the body of MsgGoAway.
+type GoAway struct {
+	Reason string `json:"reason"`
+}
+
+var msgTypeNames = [...]string{MsgHello: "hello", MsgWelcome: "welcome", MsgReject: "reject", MsgPing: "ping", MsgPong: "pong", MsgGoAway: "go away"}
 
 func (t MsgType) String() string {
 	if int(t) < len(msgTypeNames) && msgTypeNames[t] != "" {

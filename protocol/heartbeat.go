@@ -16,6 +16,21 @@ import (
 // whose link is saturated by a video, where a ping may wait seconds behind the
 // data in the socket buffers; the peer's own pings come the other way.
 func KeepAlive(ctx context.Context, sess Session, ctrl Stream, period time.Duration) error {
+	return KeepAliveWith(ctx, sess, ctrl, period, GoAwayHandling{})
+}
+
+// GoAwayHandling is how KeepAliveWith carries going-away notices on the
+// control stream, next to the heartbeat.
+type GoAwayHandling struct {
+	// Send, when it yields a reason, tells the peer this side is going away.
+	Send <-chan string
+	// Received is called with the reason when the peer says it is going
+	// away; the heartbeat goes on, for the streams still running.
+	Received func(reason string)
+}
+
+// KeepAliveWith is KeepAlive that also sends and receives MsgGoAway.
+func KeepAliveWith(ctx context.Context, sess Session, ctrl Stream, period time.Duration, ga GoAwayHandling) error {
 	if period <= 0 {
 		period = HeartbeatPeriod
 	}
@@ -28,6 +43,11 @@ func KeepAlive(ctx context.Context, sess Session, ctrl Stream, period time.Durat
 		wmu.Lock()
 		defer wmu.Unlock()
 		return writeHeartbeat(ctrl, t, seq)
+	}
+	sendGoAway := func(reason string) error {
+		wmu.Lock()
+		defer wmu.Unlock()
+		return WriteMessage(ctrl, MsgGoAway, &GoAway{Reason: reason})
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -44,6 +64,17 @@ func KeepAlive(ctx context.Context, sess Session, ctrl Stream, period time.Durat
 			if err != nil {
 				failed <- err
 				return
+			}
+			if t == MsgGoAway {
+				var g GoAway
+				if err := json.Unmarshal(body, &g); err != nil {
+					failed <- fmt.Errorf("protocol: bad go-away: %w", err)
+					return
+				}
+				if ga.Received != nil {
+					ga.Received(g.Reason)
+				}
+				continue
 			}
 			if t != MsgPing {
 				continue
@@ -93,6 +124,13 @@ func KeepAlive(ctx context.Context, sess Session, ctrl Stream, period time.Durat
 		select {
 		case <-ctx.Done():
 			return nil
+		case reason := <-ga.Send:
+			ga.Send = nil // said once
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_ = sendGoAway(reason)
+			}()
 		case err := <-failed:
 			if ctx.Err() != nil {
 				return nil

@@ -120,3 +120,55 @@ func drain(c net.Conn) {
 		}
 	}
 }
+
+// A going-away notice travels on the control stream both ways, and the
+// heartbeat goes on after it, for the streams still running.
+func TestKeepAliveGoAway(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const period = 2 * time.Second
+		a, b := net.Pipe()
+		defer a.Close()
+		defer b.Close()
+		sess := &fakeSession{}
+		send := make(chan string, 1)
+		got := make(chan string, 1)
+		done := make(chan error, 1)
+		go func() {
+			done <- protocol.KeepAliveWith(t.Context(), sess, pipeStream{a}, period,
+				protocol.GoAwayHandling{Send: send, Received: func(r string) { got <- r }})
+		}()
+		// The peer: answers pings, says it is going away, and reads ours.
+		peerGot := make(chan string, 1)
+		go func() {
+			for {
+				mt, body, err := protocol.ReadFrame(b)
+				if err != nil {
+					return
+				}
+				sess.received.Add(uint64(len(body)))
+				switch mt {
+				case protocol.MsgGoAway:
+					peerGot <- string(body)
+				case protocol.MsgPing:
+					_ = protocol.WriteMessage(b, protocol.MsgPong, struct{}{})
+				}
+			}
+		}()
+		if err := protocol.WriteMessage(b, protocol.MsgGoAway, &protocol.GoAway{Reason: "relay restarting"}); err != nil {
+			t.Fatal(err)
+		}
+		if r := <-got; r != "relay restarting" {
+			t.Errorf("received reason %q", r)
+		}
+		send <- "agent stopping"
+		if body := <-peerGot; !strings.Contains(body, "agent stopping") {
+			t.Errorf("peer read %s", body)
+		}
+		time.Sleep(10 * protocol.HeartbeatMisses * period)
+		select {
+		case err := <-done:
+			t.Fatalf("the heartbeat ended after the going-away notices: %v", err)
+		default:
+		}
+	})
+}
