@@ -37,6 +37,9 @@ type Config struct {
 	// LossCheck is how often transport auto checks QUIC's packet loss, to
 	// move to TCP with BBR on a lossy path; 0 turns the check off.
 	LossCheck time.Duration `mapstructure:"loss_check"`
+	// ShutdownGrace is how long a stopping agent lets the streams in flight
+	// finish; `burrow agent` defaults it to 30 s.
+	ShutdownGrace time.Duration `mapstructure:"shutdown_grace"`
 	// Admin is the admin listener (metrics, health, status page).
 	Admin admin.Config `mapstructure:"admin"`
 	// Name is not read from the file; empty means the host's name.

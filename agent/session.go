@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,6 +29,10 @@ type session struct {
 	since  time.Time     // welcomed at
 	active atomic.Int64  // streams being served
 	left   chan struct{} // closed when the agent leaves this session for a new one
+
+	leaveOnce    sync.Once
+	relayLeaving chan struct{} // closed when the relay says it is going away
+	goAway       chan string   // a reason here tells the relay the agent is going away
 }
 
 // connect dials the relay, says hello and returns the session the relay
@@ -81,15 +86,17 @@ func (a *Agent) hello(ctx context.Context, sess protocol.Session, idx []int) (*s
 		a.OnWelcome(welcome)
 	}
 	return &session{
-		a:         a,
-		log:       a.log.With("session", welcome.SessionID),
-		id:        welcome.SessionID,
-		since:     time.Now(),
-		sess:      sess,
-		ctrl:      ctrl,
-		routes:    live,
-		heartbeat: time.Duration(welcome.HeartbeatMillis) * time.Millisecond,
-		left:      make(chan struct{}),
+		a:            a,
+		log:          a.log.With("session", welcome.SessionID),
+		id:           welcome.SessionID,
+		since:        time.Now(),
+		sess:         sess,
+		ctrl:         ctrl,
+		routes:       live,
+		heartbeat:    time.Duration(welcome.HeartbeatMillis) * time.Millisecond,
+		left:         make(chan struct{}),
+		relayLeaving: make(chan struct{}),
+		goAway:       make(chan string, 1),
 	}, nil
 }
 
@@ -129,8 +136,10 @@ func (a *Agent) checkStash(welcome *protocol.Welcome, live map[uint32]*liveRoute
 // (handOver). It returns why the session ended (errLossySwitch once the
 // agent left it), and never while one of its goroutines still runs.
 func (s *session) run(ctx context.Context) (err error) {
-	sctx, cancel := context.WithCancel(ctx)
+	// The session outlives ctx by its drain (finishOnStop).
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	g, sctx := errgroup.WithContext(sctx)
+	g.Go(func() error { return s.finishOnStop(ctx, sctx, cancel) })
 	defer func() {
 		cancel()
 		s.ctrl.Close()
@@ -151,6 +160,7 @@ func (s *session) run(ctx context.Context) (err error) {
 	if ps, ok := s.a.lossWatch(s.sess); ok {
 		g.Go(func() error { return s.leaveIfLossy(sctx, ps) })
 	}
+	g.Go(func() error { return s.leaveWithRelay(sctx) })
 	for {
 		st, aerr := s.sess.AcceptStream(sctx)
 		if aerr != nil {
@@ -168,9 +178,19 @@ func (s *session) run(ctx context.Context) (err error) {
 	}
 }
 
-// keepAlive runs the heartbeat on the control stream until it fails or ctx ends.
+// keepAlive runs the heartbeat on the control stream until it fails or ctx
+// ends; it carries the going-away notices both ways.
 func (s *session) keepAlive(ctx context.Context) error {
-	err := protocol.KeepAlive(ctx, s.sess, s.ctrl, s.heartbeat)
+	var once sync.Once
+	err := protocol.KeepAliveWith(ctx, s.sess, s.ctrl, s.heartbeat, protocol.GoAwayHandling{
+		Send: s.goAway,
+		Received: func(reason string) {
+			once.Do(func() {
+				s.log.Info("relay going away: connecting anew while this session finishes its streams", "reason", reason)
+				close(s.relayLeaving)
+			})
+		},
+	})
 	if err == nil || errors.Is(err, context.Canceled) {
 		return nil
 	}
@@ -187,6 +207,44 @@ func (s *session) leaveIfLossy(ctx context.Context, ps protocol.PathStatser) err
 	return s.handOver(ctx)
 }
 
+// leaveWithRelay hands the session over when the relay says it is going
+// away: a relay restarting, or one of several shutting down.
+func (s *session) leaveWithRelay(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-s.relayLeaving:
+		return s.handOver(ctx)
+	}
+}
+
+// finishOnStop waits for the agent to stop (stop ends), then tells the relay
+// the agent is going away, so that new requests go to its replicas, lets the
+// streams in flight finish for up to shutdown_grace, and ends the session.
+func (s *session) finishOnStop(stop, sctx context.Context, end context.CancelFunc) error {
+	select {
+	case <-sctx.Done():
+		return nil
+	case <-stop.Done():
+	}
+	defer end()
+	s.goAway <- "agent stopping"
+	if n := s.active.Load(); n > 0 {
+		s.log.Info("agent stopping: finishing the streams in flight", "streams", n, "grace", s.a.cfg.ShutdownGrace)
+	}
+	deadline := time.Now().Add(s.a.cfg.ShutdownGrace)
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for s.active.Load() > 0 && time.Now().Before(deadline) {
+		select {
+		case <-sctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
 // handOver leaves the session for a new one: the agent connects anew at once
 // (left is closed), while this session serves on until the new one is
 // connected and its own streams are done (drain). The error it then returns
@@ -194,7 +252,7 @@ func (s *session) leaveIfLossy(ctx context.Context, ps protocol.PathStatser) err
 // the hand-over sooner.
 func (s *session) handOver(ctx context.Context) error {
 	next := s.a.replacement()
-	close(s.left)
+	s.leaveOnce.Do(func() { close(s.left) })
 	drain(ctx, &s.active, next)
 	return errLossySwitch
 }

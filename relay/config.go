@@ -26,6 +26,9 @@ type Config struct {
 	Agents         []AgentGrant   `mapstructure:"agents"`
 	Limits         LimitsConfig   `mapstructure:"limits"`
 	Admin          admin.Config   `mapstructure:"admin"`
+	// ShutdownGrace is how long a stopping relay lets requests in flight
+	// finish; `burrow relay` defaults it to 30 s.
+	ShutdownGrace time.Duration `mapstructure:"shutdown_grace"`
 	// AccessLog logs one line per public request; in relay.yaml it is log.access.
 	AccessLog bool `mapstructure:"-"`
 }

@@ -46,7 +46,7 @@ func (s *Server) newProxy() *httputil.ReverseProxy {
 		// limits.response_header to both ways (HLS segments and long GraphQL
 		// calls may take long before their headers).
 	}
-	s.transport = &streamTransport{dial: s.dialRoute, fallback: fallback, reroute: s.reroute, maxIdle: 1024, idleTimeout: 90 * time.Second,
+	s.transport = &streamTransport{dial: s.dialRoute, fallback: fallback, reroute: s.reroute, unpublished: s.unpublished, maxIdle: 1024, idleTimeout: 90 * time.Second,
 		responseHeader: s.cfg.Limits.ResponseHeader}
 	return &httputil.ReverseProxy{
 		Rewrite:      s.rewrite,
@@ -60,15 +60,11 @@ func (s *Server) newProxy() *httputil.ReverseProxy {
 // dialRoute opens a tunnel stream to the agent that owns the route named by addr.
 func (s *Server) dialRoute(ctx context.Context, _, addr string) (net.Conn, error) {
 	host, _, _ := net.SplitHostPort(addr)
-	idStr, ok := strings.CutSuffix(host, routeHostSuffix)
-	if !ok || len(idStr) < 2 {
+	id, ok := routeID(host)
+	if !ok {
 		return nil, fmt.Errorf("relay: bad route address %q", addr)
 	}
-	id, err := strconv.ParseUint(idStr[1:], 10, 32)
-	if err != nil {
-		return nil, fmt.Errorf("relay: bad route address %q", addr)
-	}
-	rt := s.reg.byRouteID(uint32(id))
+	rt := s.reg.byRouteID(id)
 	if rt == nil {
 		return nil, errAgentOffline
 	}
@@ -110,6 +106,23 @@ func (s *Server) reroute(ctx context.Context) (string, bool) {
 		return "", false
 	}
 	return routeHost(other), true
+}
+
+// unpublished reports whether the route named by an outgoing URL host is
+// gone from the route table (its session ended, or its agent is going away).
+func (s *Server) unpublished(host string) bool {
+	id, ok := routeID(host)
+	return ok && s.reg.byRouteID(id) == nil
+}
+
+// routeID is the route id in an outgoing URL host, as routeHost writes it.
+func routeID(host string) (uint32, bool) {
+	idStr, ok := strings.CutSuffix(host, routeHostSuffix)
+	if !ok || len(idStr) < 2 {
+		return 0, false
+	}
+	id, err := strconv.ParseUint(idStr[1:], 10, 32)
+	return uint32(id), err == nil
 }
 
 // sessionEndWait bounds the wait for a session's end after one of its

@@ -39,6 +39,10 @@ type Server struct {
 
 	admin *admin.Server // nil when admin.listen is off
 
+	// draining ends when the relay starts to shut down (drainStart).
+	draining   context.Context
+	drainStart context.CancelFunc
+
 	liveMu sync.Mutex
 	live   map[*tunnelSession]struct{} // guarded by liveMu: welcomed sessions, for the status
 	cert   tls.Certificate
@@ -72,6 +76,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, reg: newRegistry(), metrics: newMetrics(), started: time.Now(), clients: newClientLimit(cfg.Limits.StreamsPerClient)}
+	s.draining, s.drainStart = context.WithCancel(context.Background())
 	s.proxy = s.newProxy()
 	cert, err := LoadTunnelCertificate(cfg.Tunnel, cfg.StateDir)
 	if err != nil {
@@ -158,6 +163,37 @@ func (s *Server) closeListeners() {
 	s.public.stop()
 }
 
+// drain stops taking new tunnel sessions and public connections, tells the
+// agents the relay is going away (an agent with another relay, or waiting
+// for this one's restart, connects anew without a gap), closes WebSockets,
+// and lets the requests in flight finish for up to shutdown_grace.
+func (s *Server) drain(sessions *sync.WaitGroup) []error {
+	s.drainStart()
+	grace := s.cfg.ShutdownGrace
+	s.log.Info("relay stopping: finishing the requests in flight", "grace", grace)
+	errs := []error{s.tunnel.Close()}
+	s.liveMu.Lock()
+	for ts := range s.live {
+		select {
+		case ts.goAway <- "relay shutting down":
+		default:
+		}
+	}
+	s.liveMu.Unlock()
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if s.httpSrv != nil {
+		if err := s.httpSrv.Shutdown(sctx); err != nil {
+			errs = append(errs, s.httpSrv.Close())
+		}
+	}
+	errs = append(errs, s.shutdownHTTPS(sctx))
+	if sctx.Err() != nil && grace > 0 {
+		s.log.Warn("relay stopping: shutdown_grace is over, cutting the requests still running", "grace", grace)
+	}
+	return errs
+}
+
 // AdminAddr is the admin listener's address, or "" when it is off.
 func (s *Server) AdminAddr() string {
 	if s.admin == nil {
@@ -196,6 +232,9 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 	g, ctx := errgroup.WithContext(ctx)
+	// Sessions outlive ctx by the drain: they carry the answers in flight.
+	sessCtx, endSessions := context.WithCancel(context.WithoutCancel(ctx))
+	defer endSessions()
 	var sessions sync.WaitGroup
 	g.Go(func() error {
 		for {
@@ -209,7 +248,7 @@ func (s *Server) Run(ctx context.Context) error {
 			sessions.Add(1)
 			go func() {
 				defer sessions.Done()
-				s.serveSession(ctx, sess)
+				s.serveSession(sessCtx, sess)
 			}()
 		}
 	})
@@ -226,7 +265,7 @@ func (s *Server) Run(ctx context.Context) error {
 		s.serveHTTPS(g.Go)
 	}
 	if s.admin != nil {
-		g.Go(func() error { return s.admin.Run(ctx) })
+		g.Go(func() error { return s.admin.Run(sessCtx) }) // through the drain: /readyz says so
 	}
 	// Certificates are obtained in the background; ctx ends their retries.
 	if err := s.public.start(ctx); err != nil {
@@ -241,18 +280,8 @@ func (s *Server) Run(ctx context.Context) error {
 		s.log.Warn("no agents configured: nothing can be published until relay.yaml grants one (agents[]; `burrow token new` makes a token)")
 	}
 	<-ctx.Done()
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	var errs []error
-	if s.httpSrv != nil {
-		// Shutdown does not wait for hijacked (websocket) connections; closing the
-		// sessions below ends them.
-		if err := s.httpSrv.Shutdown(sctx); err != nil {
-			errs = append(errs, s.httpSrv.Close())
-		}
-	}
-	errs = append(errs, s.shutdownHTTPS(sctx))
-	errs = append(errs, s.tunnel.Close())
+	errs := s.drain(&sessions)
+	endSessions()
 	sessions.Wait()
 	// Closing the sessions ended every upgraded connection's stream.
 	s.upMu.Lock()

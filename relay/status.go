@@ -113,8 +113,11 @@ func (s *Server) Status() admin.Status {
 		return strings.Compare(a.Host+a.Prefix, b.Host+b.Prefix)
 	})
 	ready, reason := s.listened, ""
-	if !ready {
+	switch {
+	case !ready:
 		reason = "listeners not up"
+	case s.draining.Err() != nil:
+		ready, reason = false, "shutting down"
 	}
 	return admin.Status{Role: "relay", Ready: ready, Reason: reason, Since: s.started, Detail: st}
 }

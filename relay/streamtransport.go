@@ -29,7 +29,10 @@ type streamTransport struct {
 	// reroute names another route (as an outgoing URL host) for a request
 	// whose session ended before any answer came, when another session
 	// serves the same route; false when none does.
-	reroute     func(ctx context.Context) (host string, ok bool)
+	reroute func(ctx context.Context) (host string, ok bool)
+	// unpublished reports a route (as an outgoing URL host) whose agent
+	// session no longer takes requests: its streams are not kept idle.
+	unpublished func(host string) bool
 	maxIdle     int           // idle streams kept per route
 	idleTimeout time.Duration // an idle stream older than this is closed
 	// responseHeader bounds the wait for an answer's head on both ways
@@ -245,7 +248,7 @@ func (t *streamTransport) put(host string, sc *streamConn) {
 	if t.idle == nil {
 		t.idle = map[string][]*streamConn{}
 	}
-	if len(t.idle[host]) >= t.maxIdle {
+	if len(t.idle[host]) >= t.maxIdle || (t.unpublished != nil && t.unpublished(host)) {
 		expired = append(expired, sc)
 		return
 	}
@@ -282,6 +285,24 @@ func closeAll(list []*streamConn) {
 }
 
 // CloseIdleConnections closes every idle stream, of both transports.
+// closeIdle closes the idle streams of the routes named by hosts (outgoing
+// URL hosts), and the fallback transport's idle connections: the agent of
+// those routes is going away, and each idle stream keeps a connection to its
+// service open there.
+func (t *streamTransport) closeIdle(hosts ...string) {
+	var idle [][]*streamConn
+	t.mu.Lock()
+	for _, h := range hosts {
+		idle = append(idle, t.idle[h])
+		delete(t.idle, h)
+	}
+	t.mu.Unlock()
+	for _, list := range idle {
+		closeAll(list)
+	}
+	t.fallback.CloseIdleConnections()
+}
+
 func (t *streamTransport) CloseIdleConnections() {
 	t.mu.Lock()
 	idle := t.idle

@@ -28,8 +28,9 @@ type tunnelSession struct {
 	srv    *Server
 	log    *slog.Logger
 	agent  string
-	id     string    // the session id both sides log
-	since  time.Time // welcomed at
+	id     string      // the session id both sides log
+	since  time.Time   // welcomed at
+	goAway chan string // a reason here tells the agent the relay is going away
 	sess   protocol.Session
 	ctrl   protocol.Stream // the control stream; its end is the session's
 	routes []*route        // published for this session
@@ -64,7 +65,20 @@ func (t *tunnelSession) run(ctx context.Context) error {
 	var g errgroup.Group
 	g.Go(func() error {
 		defer cancel() // the control stream's end is the session's end
-		return protocol.KeepAlive(ctx, t.sess, t.ctrl, protocol.HeartbeatPeriod)
+		return protocol.KeepAliveWith(ctx, t.sess, t.ctrl, protocol.HeartbeatPeriod, protocol.GoAwayHandling{
+			Send: t.goAway,
+			Received: func(reason string) {
+				// The agent is stopping: new requests go to its replicas (or
+				// get the agent-offline page); its streams finish here.
+				t.log.Info("agent going away", "reason", reason)
+				t.srv.reg.remove(t.routes)
+				var hosts []string
+				for _, rt := range t.routes {
+					hosts = append(hosts, routeHost(rt))
+				}
+				t.srv.transport.closeIdle(hosts...)
+			},
+		})
 	})
 	select {
 	case <-ctx.Done():
@@ -117,7 +131,7 @@ func (s *Server) handshake(ctx context.Context, sess protocol.Session, log *slog
 		hosts = append(hosts, a.Host+a.Prefix)
 	}
 	log.Info("agent connected", "routes", hosts)
-	return &tunnelSession{srv: s, log: log, agent: grant.Name, id: sessionID, since: time.Now(), sess: sess, ctrl: ctrl, routes: routes}
+	return &tunnelSession{srv: s, log: log, agent: grant.Name, id: sessionID, since: time.Now(), goAway: make(chan string, 1), sess: sess, ctrl: ctrl, routes: routes}
 }
 
 // readHello reads the agent's hello and authenticates it; a nil grant means

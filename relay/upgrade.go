@@ -110,6 +110,10 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *route)
 	defer s.upgrades.Done()
 	s.metrics.websockets.Inc()
 	defer s.metrics.websockets.Dec()
+	// A relay that drains closes WebSockets at once: they never end by
+	// themselves, and the page reconnects its WebSocket (to a replica, or
+	// to the relay once it is back).
+	defer context.AfterFunc(s.draining, func() { conn.Close(); client.Close() })()
 	pipe.Join(halfCloseable(client), conn.(pipe.HalfCloser))
 }
 

@@ -96,6 +96,8 @@ func (s *Server) serveExtendedConnect(w http.ResponseWriter, r *http.Request, rt
 
 	s.metrics.websockets.Inc()
 	defer s.metrics.websockets.Dec()
+	// A relay that drains closes WebSockets at once (see serveUpgrade).
+	defer context.AfterFunc(s.draining, func() { conn.Close() })()
 	// Client to service: its end half-closes the stream, as a TCP FIN would.
 	up := make(chan struct{})
 	go func() {

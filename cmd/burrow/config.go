@@ -58,11 +58,12 @@ type routeFile struct {
 func relayDefaults() relayFile {
 	return relayFile{
 		Config: relay.Config{
-			Tunnel:   relay.TunnelConfig{Listen: ":7835"},
-			Public:   relay.PublicConfig{HTTP: ":80", RedirectHTTP: true},
-			StateDir: "/var/lib/burrow",
-			Limits:   relay.DefaultLimits(),
-			Admin:    admin.Config{Listen: relay.DefaultAdminListen},
+			Tunnel:        relay.TunnelConfig{Listen: ":7835"},
+			Public:        relay.PublicConfig{HTTP: ":80", RedirectHTTP: true},
+			StateDir:      "/var/lib/burrow",
+			Limits:        relay.DefaultLimits(),
+			Admin:         admin.Config{Listen: relay.DefaultAdminListen},
+			ShutdownGrace: 30 * time.Second,
 		},
 		Log: logFile{Level: "info", Format: "text"},
 	}
@@ -71,7 +72,7 @@ func relayDefaults() relayFile {
 func agentDefaults() agentFile {
 	return agentFile{
 		Config: agent.Config{Transport: agent.TransportAuto, LossCheck: 10 * time.Second,
-			Admin: admin.Config{Listen: agent.DefaultAdminListen}},
+			Admin: admin.Config{Listen: agent.DefaultAdminListen}, ShutdownGrace: 30 * time.Second},
 		Log: logFile{Level: "info", Format: "text"},
 	}
 }

@@ -188,6 +188,7 @@ relay_fingerprint: %q
 token: %q
 admin:
   listen: %[8]q
+shutdown_grace: 3s
 transport: %[4]s
 log:
   level: debug

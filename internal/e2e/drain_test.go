@@ -1,0 +1,106 @@
+package e2e
+
+import (
+	"context"
+	"crypto/sha256"
+	"io"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// A relay told to stop (SIGTERM) lets a download in flight finish, and its
+// agent hears that the relay is going away.
+func TestRelayDrainsOnStop(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			e := newEnv(t, tr)
+			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.url("/files/large.bin"), nil)
+			resp, err := e.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			h := sha256.New()
+			// A viewer: the first 16 MiB, then the stop, then the rest at
+			// about 100 MB/s, so that the answer ends inside the grace.
+			if _, err := io.CopyN(h, resp.Body, 16<<20); err != nil {
+				t.Fatal(err)
+			}
+			stopped := make(chan error, 1)
+			go func() { stopped <- e.relay.stop(syscall.SIGTERM) }()
+			buf := make([]byte, 1<<20)
+			for {
+				n, err := resp.Body.Read(buf)
+				h.Write(buf[:n])
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatalf("the download was cut by the relay's stop: %v", err)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			if [32]byte(h.Sum(nil)) != largeSHA256() {
+				t.Error("the download that ended during the drain is not intact")
+			}
+			if err := <-stopped; err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(e.agentLog.String(), "relay going away") {
+				t.Errorf("the agent did not log the relay's going away:\n%s", e.agentLog)
+			}
+			if !strings.Contains(e.relayLog.String(), "finishing the requests in flight") {
+				t.Error("the relay did not log its drain")
+			}
+		})
+	}
+}
+
+// An agent told to stop tells the relay, which sends new requests elsewhere
+// (here: the agent-offline page at once), and finishes a download in flight
+// within its shutdown_grace.
+func TestAgentDrainsOnStop(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			e := newEnv(t, tr)
+			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.url("/files/large.bin"), nil)
+			resp, err := e.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			h := sha256.New()
+			if _, err := io.CopyN(h, resp.Body, 1<<20); err != nil {
+				t.Fatal(err)
+			}
+			stopped := make(chan error, 1)
+			go func() { stopped <- e.agent.stop(syscall.SIGTERM) }()
+			deadline := time.Now().Add(5 * time.Second)
+			for !strings.Contains(e.relayLog.String(), "agent going away") {
+				if time.Now().After(deadline) {
+					t.Fatal("the relay did not hear the agent going away")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if status, _ := e.mustGet("/healthz", nil); status != http.StatusServiceUnavailable {
+				t.Errorf("a new request while the agent drains: %d, want 503 (no replica)", status)
+			}
+			if _, err := io.Copy(h, resp.Body); err != nil {
+				t.Fatalf("the download was cut by the agent's stop: %v", err)
+			}
+			if [32]byte(h.Sum(nil)) != largeSHA256() {
+				t.Error("the download that ended during the drain is not intact")
+			}
+			if err := <-stopped; err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
