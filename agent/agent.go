@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/burrow-tunnel/burrow/internal/admin"
+	"github.com/burrow-tunnel/burrow/internal/liveset"
 	"github.com/burrow-tunnel/burrow/protocol"
 	"github.com/burrow-tunnel/burrow/protocol/transport"
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,7 +54,7 @@ type Agent struct {
 
 	// For the status and metrics.
 	started    time.Time
-	live       map[*session]struct{} // guarded by mu: welcomed sessions
+	live       liveset.Set[*session] // welcomed sessions
 	refused    map[[2]string]string  // guarded by mu: host and prefix → the relay's last reason
 	reconnects prometheus.Counter
 	metrics    *prometheus.Registry
@@ -155,7 +156,7 @@ func (a *Agent) serve(ctx context.Context, sessions *errgroup.Group) error {
 	}
 	ended := make(chan error, 1)
 	sessions.Go(func() error {
-		defer a.track(s)()
+		defer a.live.Add(s)()
 		ended <- s.run(ctx)
 		return nil
 	})

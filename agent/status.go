@@ -13,29 +13,9 @@ import (
 	"github.com/burrow-tunnel/burrow/protocol"
 )
 
-// track registers a welcomed session for the status and metrics; the
-// function it returns unregisters it.
-func (a *Agent) track(s *session) (untrack func()) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.live == nil {
-		a.live = map[*session]struct{}{}
-	}
-	a.live[s] = struct{}{}
-	return func() {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		delete(a.live, s)
-	}
-}
-
+// liveSessions are the welcomed sessions, oldest first.
 func (a *Agent) liveSessions() []*session {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	out := make([]*session, 0, len(a.live))
-	for s := range a.live {
-		out = append(out, s)
-	}
+	out := a.live.Items()
 	sort.Slice(out, func(i, j int) bool { return out[i].since.Before(out[j].since) })
 	return out
 }

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/burrow-tunnel/burrow/internal/admin"
+	"github.com/burrow-tunnel/burrow/internal/liveset"
 	"github.com/burrow-tunnel/burrow/protocol/transport"
 )
 
@@ -43,9 +44,8 @@ type Server struct {
 	draining   context.Context
 	drainStart context.CancelFunc
 
-	liveMu sync.Mutex
-	live   map[*tunnelSession]struct{} // guarded by liveMu: welcomed sessions, for the status
-	cert   tls.Certificate
+	live liveset.Set[*tunnelSession] // welcomed sessions
+	cert tls.Certificate
 
 	tunnel   *transport.Listener
 	httpLn   net.Listener
@@ -172,14 +172,12 @@ func (s *Server) drain(sessions *sync.WaitGroup) []error {
 	grace := s.cfg.ShutdownGrace
 	s.log.Info("relay stopping: finishing the requests in flight", "grace", grace)
 	errs := []error{s.tunnel.Close()}
-	s.liveMu.Lock()
-	for ts := range s.live {
+	for _, ts := range s.live.Items() {
 		select {
 		case ts.goAway <- "relay shutting down":
 		default:
 		}
 	}
-	s.liveMu.Unlock()
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	if s.httpSrv != nil {

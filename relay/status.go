@@ -12,22 +12,6 @@ import (
 	"github.com/burrow-tunnel/burrow/protocol"
 )
 
-// track registers a welcomed session for the status; the function it
-// returns unregisters it.
-func (s *Server) track(ts *tunnelSession) (untrack func()) {
-	s.liveMu.Lock()
-	defer s.liveMu.Unlock()
-	if s.live == nil {
-		s.live = map[*tunnelSession]struct{}{}
-	}
-	s.live[ts] = struct{}{}
-	return func() {
-		s.liveMu.Lock()
-		defer s.liveMu.Unlock()
-		delete(s.live, ts)
-	}
-}
-
 // SessionStatus is one agent session as the status shows it.
 type SessionStatus struct {
 	Agent     string        `json:"agent"`
@@ -76,12 +60,7 @@ func (s *Server) Status() admin.Status {
 	for _, g := range s.cfg.Agents {
 		st.Agents = append(st.Agents, g.Name)
 	}
-	s.liveMu.Lock()
-	sessions := make([]*tunnelSession, 0, len(s.live))
-	for ts := range s.live {
-		sessions = append(sessions, ts)
-	}
-	s.liveMu.Unlock()
+	sessions := s.live.Items()
 	sort.Slice(sessions, func(i, j int) bool { return sessions[i].since.Before(sessions[j].since) })
 	byRoute := map[[2]string]*RouteStatus{}
 	for _, ts := range sessions {

@@ -48,7 +48,7 @@ func (s *Server) serveSession(ctx context.Context, sess protocol.Session) {
 	live := s.metrics.sessions.WithLabelValues(ts.agent, sess.Transport())
 	live.Inc()
 	defer live.Dec()
-	defer s.track(ts)()
+	defer s.live.Add(ts)()
 	if err := ts.run(ctx); err != nil {
 		ts.log.Info("agent session ended", "reason", err)
 	}
