@@ -13,6 +13,14 @@ type Config struct {
 	// waiting an accept.
 	AcceptBacklog int
 
+	// MaxIncomingStreams, if above zero, caps the streams the peer may
+	// have open at once (Burrow): one over it is reset as it arrives, its
+	// data dropped unread, until one of the others is freed (closed both
+	// ways, or reset). Unlike AcceptBacklog, streams already accepted
+	// count too, so a peer cannot open streams in a loop and have each one
+	// buffer a window before the application gets to reset it.
+	MaxIncomingStreams int
+
 	// EnableKeepalive is used to do a period keep alive
 	// messages using a ping.
 	EnableKeepAlive bool

@@ -59,6 +59,9 @@ type Session struct {
 	streams    map[uint32]*Stream
 	inflight   map[uint32]struct{}
 	streamLock sync.Mutex
+	// incoming counts the streams in streams that the peer opened (Burrow:
+	// for Config.MaxIncomingStreams); protected by streamLock.
+	incoming int
 
 	// synCh acts like a semaphore. It is sized to the AcceptBacklog which
 	// is assumed to be symmetric between the client and server. This allows
@@ -730,6 +733,20 @@ func (s *Session) incomingStream(id uint32) error {
 		return s.sendNoWait(hdr)
 	}
 
+	// Burrow: reset a stream over MaxIncomingStreams as it arrives, before
+	// anything is allocated for it; its data is then dropped unread as the
+	// data of a missing stream.
+	if limit := s.config.MaxIncomingStreams; limit > 0 {
+		s.streamLock.Lock()
+		over := s.incoming >= limit
+		s.streamLock.Unlock()
+		if over {
+			hdr := header(make([]byte, headerSize))
+			hdr.encode(typeWindowUpdate, flagRST, id, 0)
+			return s.sendNoWait(hdr)
+		}
+	}
+
 	// Allocate a new stream
 	stream := newStream(s, id, streamSYNReceived)
 
@@ -747,6 +764,7 @@ func (s *Session) incomingStream(id uint32) error {
 
 	// Register the stream
 	s.streams[id] = stream
+	s.incoming++ // Burrow
 
 	// Check if we've exceeded the backlog
 	select {
@@ -756,6 +774,7 @@ func (s *Session) incomingStream(id uint32) error {
 		// Backlog exceeded! RST the stream
 		s.logger.Printf("[WARN] yamux: backlog exceeded, forcing connection reset")
 		delete(s.streams, id)
+		s.incoming-- // Burrow
 		hdr := header(make([]byte, headerSize))
 		hdr.encode(typeWindowUpdate, flagRST, id, 0)
 		return s.sendNoWait(hdr)
@@ -777,6 +796,9 @@ func (s *Session) closeStream(id uint32) {
 		// Burrow: forget the SYN too. Upstream keeps the entry of a stream
 		// closed or reset before the peer's ACK for the session's lifetime.
 		delete(s.inflight, id)
+	}
+	if _, ok := s.streams[id]; ok && id%2 != atomic.LoadUint32(&s.nextStreamID)%2 {
+		s.incoming-- // Burrow: a stream the peer opened
 	}
 	delete(s.streams, id)
 	s.streamLock.Unlock()
