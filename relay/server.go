@@ -129,6 +129,8 @@ func (s *Server) Listen() (err error) {
 		TLS:       &tls.Config{Certificates: []tls.Certificate{s.cert}, GetCertificate: s.tunnelCertificate},
 		Log:       s.log,
 		ResetSeed: seed,
+
+		HandshakesPerMinute: s.cfg.Limits.HandshakesPerMinute,
 	}.Listen(s.cfg.Tunnel.Listen)
 	if err != nil {
 		return fmt.Errorf("tunnel.listen: %w", err)

@@ -55,6 +55,13 @@ func (s *Server) serveSession(ctx context.Context, sess protocol.Session) {
 	ts.log.Info("agent disconnected")
 }
 
+// authenticatedSession is a session whose transport holds back the buffers
+// sized for throughput until it is told that the agent is authenticated
+// (TLS+yamux: its socket reads and stream buffers).
+type authenticatedSession interface {
+	Authenticated()
+}
+
 // run keeps the session's heartbeat until the heartbeat fails, the session
 // ends or ctx does; it then closes the session, unpublishes its routes, and
 // returns why the heartbeat ended (nil when ctx did).
@@ -112,10 +119,13 @@ func (s *Server) handshake(ctx context.Context, sess protocol.Session, log *slog
 		return nil
 	}
 	defer protocol.GuardHandshake(ctx, ctrl)()
-	hello, grant := s.readHello(ctrl, log)
+	hello, grant := s.readHello(ctrl, sess, log)
 	if grant == nil {
 		ctrl.Close()
 		return nil
+	}
+	if as, ok := sess.(authenticatedSession); ok {
+		as.Authenticated()
 	}
 	sessionID := newSessionID()
 	log = log.With("agent", grant.Name, "session", sessionID)
@@ -135,27 +145,51 @@ func (s *Server) handshake(ctx context.Context, sess protocol.Session, log *slog
 }
 
 // readHello reads the agent's hello and authenticates it; a nil grant means
-// the agent was refused (and told why).
-func (s *Server) readHello(ctrl protocol.Stream, log *slog.Logger) (*protocol.Hello, *AgentGrant) {
+// the agent was refused (and told why). A peer can fail here as often as it
+// likes: the relay logs the first failure from an address at once, and sums
+// up the rest (see logRefused).
+func (s *Server) readHello(ctrl protocol.Stream, sess protocol.Session, log *slog.Logger) (*protocol.Hello, *AgentGrant) {
 	hello, err := protocol.ReadHello(ctrl)
 	if err != nil {
-		log.Info("agent handshake failed", "err", err)
+		s.logRefused(log, sess, slog.LevelInfo, "agent handshake failed", "err", err)
 		s.reject(ctrl, protocol.RejectBadHello, "could not read hello: "+err.Error())
 		return nil, nil
 	}
 	if hello.Version != protocol.Version {
-		log.Warn("agent speaks another protocol version", "agent_version", hello.Version, "relay_version", protocol.Version)
+		s.logRefused(log, sess, slog.LevelWarn, "agent speaks another protocol version", "agent_version", hello.Version, "relay_version", protocol.Version)
 		s.reject(ctrl, protocol.RejectVersion, fmt.Sprintf("relay speaks protocol version %d, agent sent %d: upgrade the older side", protocol.Version, hello.Version))
 		return nil, nil
 	}
 	grant := s.authenticate(hello.Token)
 	if grant == nil {
 		s.metrics.refusals.WithLabelValues(refusedBadToken).Inc()
-		log.Warn("agent refused: invalid token", "agent_name", hello.Agent)
-		s.reject(ctrl, protocol.RejectBadToken, "invalid token: it matches no agents[].token_sha256 in the relay's config")
+		const reason = "invalid token: it matches no agents[].token_sha256 in the relay's config"
+		s.logRefused(log, sess, slog.LevelWarn, "agent refused: invalid token", "agent_name", truncate(hello.Agent, 64), "reason", reason)
+		s.reject(ctrl, protocol.RejectBadToken, reason)
 		return nil, nil
 	}
 	return hello, grant
+}
+
+// logRefused logs a failed handshake through the tunnel listener, which
+// writes the first line of an address at once and sums up its repeats once a
+// minute.
+func (s *Server) logRefused(log *slog.Logger, sess protocol.Session, level slog.Level, msg string, args ...any) {
+	if s.tunnel == nil { // a session served without a listener, in tests
+		log.Log(context.Background(), level, msg, args...)
+		return
+	}
+	args = append(args, "remote", sess.RemoteAddr().String(), "transport", sess.Transport())
+	s.tunnel.LogRefused(sess.RemoteAddr(), level, msg, args...)
+}
+
+// truncate cuts s to at most n bytes, marking the cut: a peer's strings go
+// into the log.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
 }
 
 // publish publishes the routes the agent asks for and may have (a dry run

@@ -4,3 +4,5 @@ package transport
 var NewYamuxSession = newYamuxSession
 
 const StreamWindow = streamWindow
+
+const RelayIncomingStreams = relayIncomingStreams

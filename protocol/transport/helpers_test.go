@@ -63,7 +63,8 @@ func closeOnCleanup(t testing.TB, s protocol.Session) {
 	t.Cleanup(func() { s.Close() })
 }
 
-// acceptOne waits for one session on l.
+// acceptOne waits for one session on l, and treats its peer as
+// authenticated, as the relay does after its Welcome.
 func acceptOne(t testing.TB, l *transport.Listener) protocol.Session {
 	t.Helper()
 	s, err := l.Accept(shortCtx(t, 10*time.Second))
@@ -71,6 +72,9 @@ func acceptOne(t testing.TB, l *transport.Listener) protocol.Session {
 		t.Fatalf("Listener.Accept: %v", err)
 	}
 	closeOnCleanup(t, s)
+	if a, ok := s.(interface{ Authenticated() }); ok {
+		a.Authenticated()
+	}
 	return s
 }
 

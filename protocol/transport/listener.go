@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/burrow-tunnel/burrow/internal/logthrottle"
 	"github.com/burrow-tunnel/burrow/protocol"
 	"github.com/quic-go/quic-go"
 )
@@ -28,6 +29,10 @@ type Listener struct {
 	out  chan protocol.Session
 	done chan struct{}
 	wg   sync.WaitGroup
+
+	limit     *handshakeLimiter     // nil: no limit
+	perMinute int                   // the limit, for the log
+	refusals  *logthrottle.Throttle // refused handshakes, summed up per address
 
 	ctx    context.Context // cancelled by Close, ends TLS handshakes in progress
 	cancel context.CancelFunc
@@ -58,7 +63,14 @@ type ListenConfig struct {
 	// lost with a reset, so the agent reconnects at once instead of waiting
 	// for its idle timeout.
 	ResetSeed []byte
+	// HandshakesPerMinute caps the handshakes one source address may start
+	// a minute (a tenth of it at once); 0 is no limit. The handshakes over
+	// it are refused before any TLS work.
+	HandshakesPerMinute int
 }
+
+// errTooManyHandshakes refuses a QUIC connection over the handshake limit.
+var errTooManyHandshakes = errors.New("protocol: too many tunnel handshakes from this address")
 
 // Listen opens the tunnel listener on addr.
 func (lc ListenConfig) Listen(addr string) (*Listener, error) {
@@ -79,22 +91,60 @@ func (lc ListenConfig) Listen(addr string) (*Listener, error) {
 		k := quic.StatelessResetKey(sha256.Sum256(append([]byte("burrow stateless reset\x00"), lc.ResetSeed...)))
 		tr.StatelessResetKey = &k
 	}
-	ql, err := tr.Listen(tlsConf, relayQUICConfig())
-	if err != nil {
+	l := &Listener{
+		tcp: tcp, udp: udp, tr: tr, tls: tlsConf, log: log,
+		out:       make(chan protocol.Session),
+		done:      make(chan struct{}),
+		limit:     newHandshakeLimiter(lc.HandshakesPerMinute),
+		perMinute: lc.HandshakesPerMinute,
+		refusals:  logthrottle.New(log, refusalLogInterval),
+	}
+	qconf := relayQUICConfig()
+	if l.limit != nil {
+		// Both run before quic-go starts the TLS handshake: an address over
+		// the limit costs the relay one packet in answer.
+		tr.VerifySourceAddress = func(a net.Addr) bool { return l.limit.needsProof(a, time.Now()) }
+		conf := qconf.Clone()
+		qconf.GetConfigForClient = func(info *quic.ClientInfo) (*quic.Config, error) {
+			if !l.limit.allow(info.RemoteAddr, info.AddrVerified, time.Now()) {
+				l.refused(info.RemoteAddr)
+				return nil, errTooManyHandshakes
+			}
+			return conf, nil
+		}
+	}
+	if l.ql, err = tr.Listen(tlsConf, qconf); err != nil {
 		tcp.Close()
 		udp.Close()
 		return nil, fmt.Errorf("protocol: listen quic on %s: %w", udp.LocalAddr(), err)
 	}
-	l := &Listener{
-		tcp: tcp, udp: udp, tr: tr, ql: ql, tls: tlsConf, log: log,
-		out:  make(chan protocol.Session),
-		done: make(chan struct{}),
-	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
-	l.wg.Add(2)
+	l.wg.Add(3)
 	go l.acceptQUIC()
 	go l.acceptTCP()
+	go func() {
+		defer l.wg.Done()
+		l.refusals.Run(l.ctx)
+	}()
 	return l, nil
+}
+
+// refusalLogInterval is how often the refused handshakes of an address are
+// summed up in the log after the first one.
+const refusalLogInterval = time.Minute
+
+// refused logs a handshake refused by the limit.
+func (l *Listener) refused(a net.Addr) {
+	l.LogRefused(a, slog.LevelWarn, "tunnel handshake refused: too many from one address",
+		"remote", limitKey(addrOf(a)).String(), "limit_per_minute", l.perMinute)
+}
+
+// LogRefused logs a handshake refused from the address remote, by the
+// listener (too many) or by its caller (a wrong token): the first such line
+// of an address at once, its repeats summed up once a minute, so that a
+// peer retrying at will cannot flood the log.
+func (l *Listener) LogRefused(remote net.Addr, level slog.Level, msg string, args ...any) {
+	l.refusals.Log(level, limitKey(addrOf(remote)).String(), msg, args...)
 }
 
 // ListenSamePort binds TCP and UDP on one port number, as the tunnel and the
@@ -180,6 +230,15 @@ func (l *Listener) acceptTCP() {
 			continue
 		}
 		delay = 0
+		if l.limit != nil && !l.limit.allow(c.RemoteAddr(), true, time.Now()) {
+			l.refused(c.RemoteAddr())
+			// A reset, not a close: the relay keeps no TIME_WAIT for it.
+			if tc, ok := c.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0)
+			}
+			c.Close()
+			continue
+		}
 		l.wg.Add(1)
 		go l.handshakeTCP(c)
 	}
@@ -187,7 +246,7 @@ func (l *Listener) acceptTCP() {
 
 func (l *Listener) handshakeTCP(c net.Conn) {
 	defer l.wg.Done()
-	raw := newBatchConn(c)
+	raw := newBatchConn(c, false)
 	tc := tls.Server(raw, l.tls)
 	ctx, cancel := context.WithTimeout(l.ctx, protocol.HandshakeTimeout)
 	defer cancel()

@@ -33,15 +33,18 @@ func quicConfig() *quic.Config {
 	}
 }
 
-// relayIncomingStreams caps the streams an agent may open to the relay: the
-// control stream only, and a little room. The relay opens the data streams.
-const relayIncomingStreams = 16
+// relayIncomingStreams caps the streams an agent may have open to the relay
+// at once: the control stream only. The relay opens the data streams.
+const relayIncomingStreams = 1
 
-// relayQUICConfig is quicConfig for the relay's side, which accepts only
-// control streams: an unauthenticated peer cannot make it hold many streams.
+// relayQUICConfig is quicConfig for the relay's side. It accepts only the
+// control stream, with a window that holds one Hello: whatever a peer sends
+// before it is authenticated, even out of order, the relay holds no more
+// than that (see relayStreamWindow).
 func relayQUICConfig() *quic.Config {
 	c := quicConfig()
 	c.MaxIncomingStreams = relayIncomingStreams
+	c.InitialStreamReceiveWindow = relayStreamWindow
 	return c
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -24,7 +25,8 @@ const tcpBufferSize = 256 << 10
 // CPU per proxied small request over TCP.
 type batchConn struct {
 	net.Conn
-	r *bufio.Reader // only TLS's reader reads
+	r        *bufio.Reader // nil while reads go straight to the socket; only TLS's reader reads
+	buffered atomic.Bool   // set by bufferReads: Read moves to a tcpBufferSize reader
 
 	mu       sync.Mutex
 	cond     sync.Cond // on mu: data to write, space to write it, the writer's end
@@ -44,14 +46,31 @@ const maxPending = 256 << 10
 // maxKeptBuffer is the largest write buffer kept between writes.
 const maxKeptBuffer = 1 << 20
 
-func newBatchConn(c net.Conn) *batchConn {
+// newBatchConn wraps c; buffered has it read c in tcpBufferSize chunks from
+// the start, rather than from bufferReads on.
+func newBatchConn(c net.Conn, buffered bool) *batchConn {
 	limitUnsent(c)
-	b := &batchConn{Conn: c, r: bufio.NewReaderSize(c, tcpBufferSize)}
+	b := &batchConn{Conn: c}
+	if buffered {
+		b.r = bufio.NewReaderSize(c, tcpBufferSize)
+	}
 	b.cond.L = &b.mu
 	return b
 }
 
-func (c *batchConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+func (c *batchConn) Read(p []byte) (int, error) {
+	if c.r == nil {
+		if !c.buffered.Load() {
+			return c.Conn.Read(p)
+		}
+		c.r = bufio.NewReaderSize(c.Conn, tcpBufferSize)
+	}
+	return c.r.Read(p)
+}
+
+// bufferReads has the next reads, and all after them, read the socket in
+// tcpBufferSize chunks.
+func (c *batchConn) bufferReads() { c.buffered.Store(true) }
 
 func (c *batchConn) Write(p []byte) (int, error) {
 	c.mu.Lock()

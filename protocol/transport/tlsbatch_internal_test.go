@@ -55,7 +55,7 @@ func batchPair(t *testing.T) (*tlsBatch, *writeCounter, *tls.Conn) {
 		t.Fatal(err)
 	}
 	wc := &writeCounter{Conn: c}
-	raw := newBatchConn(wc)
+	raw := newBatchConn(wc, true)
 	tc := tls.Client(raw, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // a test of framing, not of trust
 	if err := tc.Handshake(); err != nil {
 		t.Fatal(err)

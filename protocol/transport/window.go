@@ -1,6 +1,10 @@
 package transport
 
-import "time"
+import (
+	"time"
+
+	"github.com/burrow-tunnel/burrow/protocol"
+)
 
 // Flow-control and liveness settings shared by both transports.
 //
@@ -8,7 +12,8 @@ import "time"
 // 256 KiB allows ~20 Mbit/s at 100 ms. 16 MiB per stream allows ~1.3 Gbit/s at
 // 100 ms, enough for any home uplink; memory is only used when a reader falls
 // behind. Neither transport grants it up front: a stream's window starts small
-// (QUIC 1 MiB, yamux 256 KiB) and doubles only while its reader consumes a
+// (QUIC 1 MiB, on the relay's side relayStreamWindow; yamux 256 KiB) and
+// doubles only while its reader consumes a
 // window within a few round trips, so a visitor who asks for a video and
 // reads nothing holds the relay to the initial window, not 16 MiB.
 //
@@ -44,3 +49,24 @@ const (
 	quicIdleTimeout      = 15 * time.Second
 	maxConcurrentStreams = 1 << 16
 )
+
+// What the relay grants a peer before it is authenticated must not be what
+// the fastest agent needs: a peer with no token could otherwise make it hold
+// megabytes per connection for the whole handshake timeout. On both
+// transports the agent may have one stream open, its control stream
+// (relayIncomingStreams); any other is reset as it arrives.
+//
+// Over QUIC that stream's window holds one Hello, so no data, even sent out of
+// order, parks more than that. quic-go has one initial window for the streams
+// either side opens, so the relay's data streams start at that window too;
+// auto-tuning doubles it each time the relay reads half of it within a few
+// round trips, so a stream whose reader keeps up reaches 1 MiB a few round
+// trips later than with a 1 MiB start. The connection's window stays open
+// (see connectionWindow): with one small stream, a peer cannot fill it before
+// it is authenticated.
+//
+// Over TCP, yamux fixes a new stream's window at 256 KiB, and the relay reads
+// the control stream as it arrives. Until the agent is authenticated the relay
+// reads the socket one TLS record at a time, and drops a stream's receive
+// buffer whenever it is read empty (see yamuxSession.Authenticated).
+const relayStreamWindow = protocol.MaxMessageSize + 4<<10 // a largest Hello with its frame header, and room

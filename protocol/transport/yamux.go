@@ -43,6 +43,11 @@ type yamuxSession struct {
 	s    *yamux.Session
 	conn net.Conn
 	in   *countingConn // what yamux reads from
+
+	// trusted is false on the relay's side until the agent is authenticated:
+	// until then a stream drops its receive buffer whenever it has been read
+	// empty (see Authenticated).
+	trusted atomic.Bool
 }
 
 var _ protocol.Session = (*yamuxSession)(nil)
@@ -58,15 +63,19 @@ func newYamuxSession(conn net.Conn, client bool) (protocol.Session, error) {
 	if client {
 		s, err = yamux.Client(in, conf)
 	} else {
-		// The relay accepts only control streams (see relayIncomingStreams);
-		// each unaccepted yamux stream may buffer a 256 KiB window.
+		// The relay accepts only the control stream (see relayIncomingStreams).
+		// Any other the agent opens is reset as it arrives: accepted or not,
+		// it could buffer a 256 KiB window.
 		conf.AcceptBacklog = relayIncomingStreams
+		conf.MaxIncomingStreams = relayIncomingStreams
 		s, err = yamux.Server(in, conf)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("protocol: start yamux: %w", err)
 	}
-	return &yamuxSession{s: s, conn: conn, in: in}, nil
+	ys := &yamuxSession{s: s, conn: conn, in: in}
+	ys.trusted.Store(client)
+	return ys, nil
 }
 
 // DialTCP connects to a relay over TCP+TLS and runs yamux on top. tlsConf must set NextProtos to protocol.ALPN.
@@ -92,7 +101,7 @@ func DialTCPCongestion(ctx context.Context, addr string, tlsConf *tls.Config, cc
 	if err != nil {
 		return nil, err
 	}
-	raw := newBatchConn(c)
+	raw := newBatchConn(c, true)
 	tc := tls.Client(raw, withServerName(tlsConf, addr))
 	if err := tc.HandshakeContext(ctx); err != nil {
 		c.Close()
@@ -136,6 +145,20 @@ func (s *yamuxSession) mapErr(err error) error {
 		return fmt.Errorf("%w: %w", protocol.ErrSessionClosed, err)
 	}
 	return err
+}
+
+// Authenticated tells the relay's side that the agent is authenticated:
+// from now on it reads the socket in tcpBufferSize chunks, and a stream
+// keeps its receive buffer between reads. Until then the socket is read one
+// TLS record at a time, and a stream read empty drops its buffer: yamux
+// sizes it after the frames that come (and doubles it as it fills), and
+// would keep what a peer's first frames made it allocate for the session's
+// life.
+func (s *yamuxSession) Authenticated() {
+	s.trusted.Store(true)
+	if tb, ok := s.conn.(*tlsBatch); ok {
+		tb.raw.bufferReads()
+	}
 }
 
 func (s *yamuxSession) Close() error          { return s.s.Close() }
@@ -190,6 +213,9 @@ func (s *yamuxStream) Read(b []byte) (int, error) {
 		return 0, net.ErrClosed
 	}
 	n, err := s.Stream.Read(b)
+	if !s.sess.trusted.Load() {
+		s.Stream.Shrink()
+	}
 	if err != nil && s.closed.Load() {
 		err = net.ErrClosed
 	}
