@@ -460,3 +460,40 @@ func TestKeepsUp(t *testing.T) {
 		}
 	}
 }
+
+// A reader that takes a burst and then nothing (a proxy whose client filled
+// its socket buffers and stopped) does not grow its window.
+func TestWindowStaysAfterBurst(t *testing.T) {
+	c1, c2 := testConnTCP(t)
+	conf := testConfNoKeepAlive()
+	conf.MaxStreamWindowSize = 16 << 20
+	client, server := testClientServerConfig(t, c1, c2, conf, conf)
+	st, err := client.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Write([]byte("GET")); err != nil {
+		t.Fatal(err)
+	}
+	peer, err := server.AcceptStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, _ = peer.Write(make([]byte, 64<<20)) }()
+	buf := make([]byte, 3)
+	if _, err := io.ReadFull(st, buf); err != nil {
+		t.Fatal(err)
+	}
+	// The burst: two windows as fast as they come, then nothing.
+	if _, err := io.ReadFull(st, make([]byte, 2*initialStreamWindow)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	st.recvLock.Lock()
+	window := st.window
+	st.recvLock.Unlock()
+	if window != initialStreamWindow {
+		t.Errorf("window %d KiB after a burst of two windows, want it to stay at %d KiB", window>>10, initialStreamWindow>>10)
+	}
+	st.Reset()
+}

@@ -46,6 +46,9 @@ type Stream struct {
 	window uint32
 	// epochStart is when the last window update went out.
 	epochStart time.Time
+	// consumed counts what the reader took in all (Burrow): a window grows
+	// only once it passes growAfter.
+	consumed uint64
 	// reserved is what window took from Config.WindowBudget.
 	reserved uint32
 	// freed is set once the stream has left the session: its window is
@@ -308,6 +311,7 @@ func (s *Stream) sendWindowUpdate() error {
 	// updates only start the first epoch.
 	now := time.Now()
 	if flags == 0 {
+		s.consumed += uint64(delta)
 		delta += s.growWindowLocked(delta, now.Sub(s.epochStart))
 	}
 	s.epochStart = now
@@ -334,13 +338,20 @@ func (s *Stream) sendWindowUpdate() error {
 // the window, not by itself.
 const growthRTTs = 4
 
+// growAfter is how many initial windows a reader must have taken before its
+// window grows (Burrow). A reader that forwards to a client that has stopped
+// reading takes what the client's socket buffers hold, fast, and then
+// nothing: that burst is not a reader keeping up.
+const growAfter = 4
+
 // growWindowLocked doubles the receive window, up to MaxStreamWindowSize, if
 // the reader consumed a window's worth at the pace of growthRTTs round trips
 // or faster: here consumed bytes, at least half the window, in elapsed. It
 // asks the budget first and returns the growth. (Burrow)
 func (s *Stream) growWindowLocked(consumed uint32, elapsed time.Duration) uint32 {
 	limit := s.session.config.MaxStreamWindowSize
-	if s.freed || s.window >= limit || !keepsUp(consumed, s.window, elapsed, s.session.growthRTT()) {
+	if s.freed || s.window >= limit || s.consumed < growAfter*uint64(s.session.config.initialWindow()) ||
+		!keepsUp(consumed, s.window, elapsed, s.session.growthRTT()) {
 		return 0
 	}
 	grow := min(s.window, limit-s.window)
