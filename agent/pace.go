@@ -1,0 +1,143 @@
+package agent
+
+import (
+	"time"
+
+	"github.com/burrow-tunnel/burrow/protocol"
+)
+
+// Keeping the home uplink's queue short (bulk streams only).
+//
+// A video sent as fast as the tunnel's congestion control allows fills the
+// home router's queue: Cubic (QUIC's, and most kernels' TCP) grows its
+// window until the queue overflows, and over TCP the tunnel socket queues
+// up to a megabyte more. A page's answer then waits behind all of it: over
+// a 50 Mbit/s uplink whose router queues 400 packets, 96 ms in the router
+// alone. The agent sends the video, so it paces its bulk streams instead:
+// it watches the tunnel's round trip and keeps it within queueTarget of the
+// path's minimum (a LEDBAT-like controller), raising the bulk rate slowly
+// while below, cutting it when above. The link stays busy, since a short
+// standing queue is still a queue, and a small answer finds the way nearly
+// clear.
+const (
+	// queueTarget is the queueing delay bulk streams may cause: small
+	// against the uplink's 40–100 ms of router queue, large enough for
+	// the round trip's own jitter not to read as a queue.
+	queueTarget = 12 * time.Millisecond
+	// The bulk rate changes by up to maxStep per round trip: by pGain per
+	// queueTarget the queue is below the target, less dGain per
+	// queueTarget it grew over the last round trip. The growth term damps
+	// the controller: a queue that grows means the rate is above the
+	// link's already, before it is above the target.
+	pGain   = 0.05
+	dGain   = 0.5
+	maxStep = 0.05
+	// minBulkRate is the least the bulk streams are given (bytes/s).
+	minBulkRate = 128 << 10
+	// standingFor is how long the queue may stay above twice the target
+	// before the controller takes it for someone else's: a queue that
+	// cuts do not drain is not the bulk streams' own (a backup running on
+	// another machine of the home), and yielding to it would starve the
+	// video.
+	standingFor = 2 * time.Second
+	// standingHold is how long the controller then counts that queue as
+	// the path's floor, before trying the true minimum again.
+	standingHold = 10 * time.Second
+	// deliveryWindow is how far back the best delivery rate is taken from.
+	deliveryWindow = time.Second
+)
+
+// rateController turns a session's round-trip samples into a rate for its
+// bulk streams. Rate 0 means unpaced: until a round trip's worth of
+// deliveries is measured, bulk streams go as fast as the transport takes
+// them. Not safe for concurrent use; the scheduler's loop owns it.
+type rateController struct {
+	rate float64 // bytes per second; 0 unpaced
+
+	above     time.Time // since when the queue has been above twice the target; zero when not
+	floor     time.Duration
+	floorTill time.Time // a standing queue counts as the path's floor until then
+
+	prev time.Time     // the sample before this one
+	hist [256]delivery // ring of samples, oldest overwritten: deliveryWindow and more at the loop's tick
+	n    int           // samples taken
+}
+
+// delivery is one sample of the path.
+type delivery struct {
+	at    time.Time
+	bytes uint64        // delivered so far
+	rate  float64       // delivered over the round trip before it
+	queue time.Duration // the queueing delay then
+}
+
+// observe takes one sample of the path and returns the new bulk rate.
+func (c *rateController) observe(now time.Time, d protocol.PathDelay) float64 {
+	if d.RTT <= 0 || d.MinRTT <= 0 {
+		return c.rate // nothing measured yet
+	}
+	base := d.MinRTT
+	if now.Before(c.floorTill) {
+		base = max(base, c.floor)
+	}
+	q := max(d.RTT-base, 0)
+	recent, best, before := c.record(now, d, q)
+	dt := now.Sub(c.prev)
+	c.prev = now
+	if q > 2*queueTarget {
+		if c.above.IsZero() {
+			c.above = now
+		}
+		if now.Sub(c.above) >= standingFor {
+			// Slowing down has not drained it: someone else's queue.
+			c.floor, c.floorTill, c.above = d.RTT-queueTarget, now.Add(standingHold), time.Time{}
+			q = queueTarget
+		}
+	} else {
+		c.above = time.Time{}
+	}
+	if c.rate == 0 {
+		c.rate = recent // 0 until a round trip has been measured
+		return c.rate
+	}
+	step := pGain*float64(queueTarget-q)/float64(queueTarget) - dGain*float64(q-before)/float64(queueTarget)
+	step = min(max(step, -maxStep), maxStep)
+	c.rate *= 1 + step*min(1, float64(dt)/float64(d.RTT))
+	// A stream the service or the viewer holds back does not use its
+	// rate; it must not bank an unlimited one meanwhile.
+	if limit := 2 * best; limit > 0 && c.rate > limit {
+		c.rate = limit
+	}
+	c.rate = max(c.rate, minBulkRate)
+	return c.rate
+}
+
+// record keeps the sample d, with queueing delay q, and returns the
+// delivery rate over the last round trip, the best such rate within
+// deliveryWindow, and the queueing delay a round trip ago.
+func (c *rateController) record(now time.Time, d protocol.PathDelay, q time.Duration) (recent, best float64, before time.Duration) {
+	span := max(d.RTT, 20*time.Millisecond)
+	before = q
+	found := false
+	for i := 1; i <= min(c.n, len(c.hist)); i++ {
+		s := c.hist[(c.n-i)%len(c.hist)]
+		age := now.Sub(s.at)
+		if age <= deliveryWindow {
+			best = max(best, s.rate)
+		}
+		if !found && age >= span {
+			found = true
+			before = s.queue
+			if d.Delivered >= s.bytes {
+				recent = float64(d.Delivered-s.bytes) / age.Seconds()
+			}
+		}
+		if found && age > deliveryWindow {
+			break
+		}
+	}
+	best = max(best, recent)
+	c.hist[c.n%len(c.hist)] = delivery{at: now, bytes: d.Delivered, rate: recent, queue: q}
+	c.n++
+	return recent, best, before
+}
