@@ -32,17 +32,19 @@ const (
 	pGain   = 0.05
 	dGain   = 0.5
 	maxStep = 0.05
+	// maxCut is the largest cut per round trip, once the queue is past
+	// twice the target: the link got slower (another device of the home
+	// took its share), and the queue must drain in a few round trips.
+	maxCut = 0.25
 	// minBulkRate is the least the bulk streams are given (bytes/s).
 	minBulkRate = 128 << 10
-	// standingFor is how long the queue may stay above twice the target
-	// before the controller takes it for someone else's: a queue that
-	// cuts do not drain is not the bulk streams' own (a backup running on
-	// another machine of the home), and yielding to it would starve the
-	// video.
+	// standingFor is how long the queue may stay above twice the target,
+	// and not shrink, before the controller takes it for someone else's:
+	// a queue that cuts do not drain is not the bulk streams' own (a
+	// backup running on another machine of the home), and yielding to it
+	// would starve the video. The controller then counts it as part of the
+	// path, until the round trip falls below it again.
 	standingFor = 2 * time.Second
-	// standingHold is how long the controller then counts that queue as
-	// the path's floor, before trying the true minimum again.
-	standingHold = 10 * time.Second
 	// deliveryWindow is how far back the best delivery rate is taken from.
 	deliveryWindow = time.Second
 )
@@ -54,9 +56,11 @@ const (
 type rateController struct {
 	rate float64 // bytes per second; 0 unpaced
 
-	above     time.Time // since when the queue has been above twice the target; zero when not
-	floor     time.Duration
-	floorTill time.Time // a standing queue counts as the path's floor until then
+	above     time.Time     // since when the queue has been above twice the target; zero when not
+	aboveQ    time.Duration // the queue then
+	aboveRate float64       // the rate then
+	aboveMin  time.Duration // the least round trip since
+	floor     time.Duration // someone else's standing queue counts as the path's minimum; 0 when none
 
 	prev time.Time     // the sample before this one
 	hist [256]delivery // ring of samples, oldest overwritten: deliveryWindow and more at the loop's tick
@@ -76,32 +80,38 @@ func (c *rateController) observe(now time.Time, d protocol.PathDelay) float64 {
 	if d.RTT <= 0 || d.MinRTT <= 0 {
 		return c.rate // nothing measured yet
 	}
-	base := d.MinRTT
-	if now.Before(c.floorTill) {
-		base = max(base, c.floor)
+	if c.floor > 0 && d.RTT < c.floor-queueTarget {
+		c.floor = 0 // the other queue is gone
 	}
+	base := max(d.MinRTT, c.floor)
 	q := max(d.RTT-base, 0)
 	recent, best, before := c.record(now, d, q)
 	dt := now.Sub(c.prev)
 	c.prev = now
-	if q > 2*queueTarget {
-		if c.above.IsZero() {
-			c.above = now
-		}
-		if now.Sub(c.above) >= standingFor {
-			// Slowing down has not drained it: someone else's queue.
-			c.floor, c.floorTill, c.above = d.RTT-queueTarget, now.Add(standingHold), time.Time{}
-			q = queueTarget
-		}
-	} else {
+	switch {
+	case q <= 2*queueTarget:
 		c.above = time.Time{}
+	case c.above.IsZero():
+		c.above, c.aboveQ, c.aboveRate, c.aboveMin = now, q, c.rate, d.RTT
+	case now.Sub(c.above) >= standingFor && q >= c.aboveQ-queueTarget/2:
+		// Slowing down has not drained it: someone else's queue. Its
+		// least round trip meanwhile had the least of the bulk streams'.
+		c.floor, c.above = min(c.aboveMin, d.RTT), time.Time{}
+		c.rate = max(c.rate, c.aboveRate)
+		return c.rate
+	default:
+		c.aboveMin = min(c.aboveMin, d.RTT)
 	}
 	if c.rate == 0 {
 		c.rate = recent // 0 until a round trip has been measured
 		return c.rate
 	}
 	step := pGain*float64(queueTarget-q)/float64(queueTarget) - dGain*float64(q-before)/float64(queueTarget)
-	step = min(max(step, -maxStep), maxStep)
+	lowest := -maxStep
+	if q > 2*queueTarget {
+		lowest = -maxCut
+	}
+	step = min(max(step, lowest), maxStep)
 	c.rate *= 1 + step*min(1, float64(dt)/float64(d.RTT))
 	// A stream the service or the viewer holds back does not use its
 	// rate; it must not bank an unlimited one meanwhile.
