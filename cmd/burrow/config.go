@@ -66,7 +66,7 @@ func relayDefaults() relayFile {
 
 func agentDefaults() agentFile {
 	return agentFile{
-		Config: agent.Config{Transport: agent.TransportAuto, LossCheck: 10 * time.Second},
+		Config: agent.Config{Transport: agent.TransportAuto, LossCheck: agent.DefaultLossCheck},
 		Log:    logFile{Level: "info", Format: "text"},
 	}
 }
