@@ -22,13 +22,14 @@ import (
 )
 
 type options struct {
-	bin   string
-	out   string
-	quick bool
-	runs  int
-	only  string
-	wan   string
-	keep  bool
+	bin    string
+	out    string
+	quick  bool
+	runs   int
+	only   string
+	wan    string
+	uplink string
+	keep   bool
 }
 
 func main() {
@@ -39,6 +40,7 @@ func main() {
 	flag.IntVar(&o.runs, "runs", 0, "runs per measurement (default 3, or 1 with -quick)")
 	flag.StringVar(&o.only, "only", "", "comma-separated scenarios to run (1-8, e.g. \"1,3,7\"); default all")
 	flag.StringVar(&o.wan, "wan", "", "comma-separated WAN profiles for scenario 7 (40ms, 80ms-loss); default both, or 40ms with -quick")
+	flag.StringVar(&o.uplink, "uplink", "", "comma-separated paths for scenario 8 (direct, quic, tcp, auto, lossy); default all, or auto with -quick")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (configs, logs, data files)")
 	flag.Parse()
 

@@ -128,6 +128,21 @@ func newPlan(o options) (plan, error) {
 	if o.runs > 0 {
 		p.runs = o.runs
 	}
+	if o.uplink != "" {
+		p.uplinkPaths, p.uplinkDirect, p.uplinkLossy = nil, false, false
+		for _, name := range strings.Split(o.uplink, ",") {
+			switch name = strings.TrimSpace(name); name {
+			case "direct":
+				p.uplinkDirect = true
+			case "lossy":
+				p.uplinkLossy = true
+			case "quic", "tcp", "auto":
+				p.uplinkPaths = append(p.uplinkPaths, name)
+			default:
+				return p, fmt.Errorf("-uplink: %q is not a path (direct, quic, tcp, auto, lossy)", name)
+			}
+		}
+	}
 	if o.wan != "" {
 		p.wanProfiles = nil
 		for _, name := range strings.Split(o.wan, ",") {
