@@ -65,7 +65,7 @@ var errLossySwitch = errors.New("moving to TCP: the QUIC path loses too many pac
 type lossMeter struct {
 	minPackets uint64 // the least a check must have sent to count
 	last       protocol.PathStats
-	streak     []lossCheck // the checks running that lost, the last lossyChecks of them
+	recent     []lossCheck // the last lossyChecks checks that counted
 }
 
 // lossCheck is what one check counted.
@@ -86,30 +86,30 @@ func (m *lossMeter) observe(st protocol.PathStats) (share float64, counted, loss
 		return 0, false, false
 	}
 	share = float64(lost) / float64(sent)
-	if share < lossyShare/4 {
-		m.streak = m.streak[:0]
+	if len(m.recent) == lossyChecks {
+		m.recent = append(m.recent[:0], m.recent[1:]...)
+	}
+	m.recent = append(m.recent, lossCheck{sent, lost})
+	if len(m.recent) < lossyChecks {
 		return share, true, false
 	}
-	if len(m.streak) == lossyChecks {
-		m.streak = append(m.streak[:0], m.streak[1:]...)
-	}
-	m.streak = append(m.streak, lossCheck{sent, lost})
-	if len(m.streak) < lossyChecks {
-		return share, true, false
-	}
-	// All but the worst check: one burst is not a lossy path.
+	// All but the worst check, and all but one of them losing: one burst,
+	// or a quiet check, does not decide.
 	var all lossCheck
-	worst := 0
-	for i, c := range m.streak {
+	worst, losing := 0, 0
+	for i, c := range m.recent {
 		all.sent += c.sent
 		all.lost += c.lost
-		if c.lost*m.streak[worst].sent > m.streak[worst].lost*c.sent {
+		if float64(c.lost) >= lossyShare/4*float64(c.sent) {
+			losing++
+		}
+		if c.lost*m.recent[worst].sent > m.recent[worst].lost*c.sent {
 			worst = i
 		}
 	}
-	all.sent -= m.streak[worst].sent
-	all.lost -= m.streak[worst].lost
-	return share, true, float64(all.lost) >= lossyShare*float64(all.sent)
+	all.sent -= m.recent[worst].sent
+	all.lost -= m.recent[worst].lost
+	return share, true, losing >= lossyChecks-1 && float64(all.lost) >= lossyShare*float64(all.sent)
 }
 
 // watchLoss checks sess every interval until ctx ends and returns nil, or
@@ -127,7 +127,7 @@ func watchLoss(ctx context.Context, log *slog.Logger, sess protocol.PathStatser,
 		st := sess.PathStats()
 		share, counted, lossy := m.observe(st)
 		if counted {
-			log.Debug("QUIC path loss", "lost_share", fmt.Sprintf("%.3f%%", share*100), "streak", len(m.streak), "rtt", st.SmoothedRTT.Round(time.Millisecond))
+			log.Debug("QUIC path loss", "lost_share", fmt.Sprintf("%.3f%%", share*100), "checks", len(m.recent), "rtt", st.SmoothedRTT.Round(time.Millisecond))
 		}
 		if lossy {
 			log.Warn("QUIC is losing packets on this path; moving to TCP with BBR, which keeps its speed under random loss",
