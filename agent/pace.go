@@ -50,9 +50,9 @@ const (
 )
 
 // rateController turns a session's round-trip samples into a rate for its
-// bulk streams. Rate 0 means unpaced: until a round trip's worth of
-// deliveries is measured, bulk streams go as fast as the transport takes
-// them. Not safe for concurrent use; the scheduler's loop owns it.
+// bulk streams. Rate 0 means unpaced: until the path first shows a queue,
+// and whenever the rate is far above what the path delivers, bulk streams
+// go as fast as the transport takes them. Not safe for concurrent use; the scheduler's loop owns it.
 type rateController struct {
 	rate float64 // bytes per second; 0 unpaced
 
@@ -103,7 +103,11 @@ func (c *rateController) observe(now time.Time, d protocol.PathDelay) float64 {
 		c.aboveMin = min(c.aboveMin, d.RTT)
 	}
 	if c.rate == 0 {
-		c.rate = recent // 0 until a round trip has been measured
+		// Unpaced until the path shows a queue: on a path that never
+		// queues (a LAN, loopback) pacing would only cost wake-ups.
+		if q > queueTarget {
+			c.rate = recent // 0 until a round trip has been measured
+		}
 		return c.rate
 	}
 	step := pGain*float64(queueTarget-q)/float64(queueTarget) - dGain*float64(q-before)/float64(queueTarget)
@@ -113,10 +117,12 @@ func (c *rateController) observe(now time.Time, d protocol.PathDelay) float64 {
 	}
 	step = min(max(step, lowest), maxStep)
 	c.rate *= 1 + step*min(1, float64(dt)/float64(d.RTT))
-	// A stream the service or the viewer holds back does not use its
-	// rate; it must not bank an unlimited one meanwhile.
-	if limit := 2 * best; limit > 0 && c.rate > limit {
-		c.rate = limit
+	// Twice what the path delivers is no limit: the streams are held back
+	// by the service or the viewer, or the path is faster than the rate
+	// ever was. Unpaced, they go as the transport takes them.
+	if limit := 2 * best; c.rate > limit {
+		c.rate = 0
+		return 0
 	}
 	c.rate = max(c.rate, minBulkRate)
 	return c.rate
