@@ -28,8 +28,8 @@ const (
 	// sleeps, and rateForget how long after that it forgets its rate.
 	bulkIdle   = time.Second
 	rateForget = 10 * time.Second
-	// yieldMax bounds how long a bulk chunk waits for interactive writes
-	// to finish: one blocked by a slow visitor must not stall the video.
+	// yieldMax bounds how long bulk waits for interactive writes to
+	// finish: one blocked by a slow visitor must not stall the video.
 	yieldMax = 10 * time.Millisecond
 	// burstAllowance is how far behind its schedule the bulk pacer may
 	// catch up at once (after a sleep that overslept).
@@ -57,6 +57,7 @@ type scheduler struct {
 	ticking  bool          // guarded by mu; the controller samples the path
 	busy     int           // guarded by mu; interactive writes in progress
 	idle     chan struct{} // guarded by mu; closed when busy drops to 0, nil while 0
+	entered  time.Time     // guarded by mu; when the last interactive write began
 }
 
 // newScheduler schedules the writes of a session; path may be nil.
@@ -176,6 +177,7 @@ func (s *scheduler) enter() {
 		s.idle = make(chan struct{})
 	}
 	s.busy++
+	s.entered = time.Now()
 	s.mu.Unlock()
 }
 
@@ -189,15 +191,19 @@ func (s *scheduler) leave() {
 	s.mu.Unlock()
 }
 
-// yield waits until no interactive write is in progress, or yieldMax.
+// yield waits until no interactive write is in progress, or until the
+// last one began yieldMax ago: a write that takes longer waits for its
+// reader (a visitor on a slow phone), not for the tunnel, and must not hold
+// the video back.
 func (s *scheduler) yield() {
 	s.mu.Lock()
 	idle := s.idle
+	wait := yieldMax - time.Since(s.entered)
 	s.mu.Unlock()
-	if idle == nil {
+	if idle == nil || wait <= 0 {
 		return
 	}
-	t := time.NewTimer(yieldMax)
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-idle:

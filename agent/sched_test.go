@@ -148,6 +148,32 @@ func TestBulkStreamsTakeTurns(t *testing.T) {
 	})
 }
 
+// An interactive write that waits long for its reader (a visitor on a slow
+// phone) does not hold bulk streams back.
+func TestBulkDoesNotWaitForASlowReader(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newTestScheduler()
+		log := &writeLog{}
+		gate := make(chan struct{})
+		defer close(gate)
+		image := s.stream(&recStream{name: "image", log: log, gate: gate})
+		video := s.stream(&recStream{name: "video", log: log})
+		video.(*schedStream).run = bulkAfter
+		go image.Write(make([]byte, 1000))
+		synctest.Wait()
+		time.Sleep(yieldMax)
+		for range 3 {
+			video.(*schedStream).last = time.Now()
+			if _, err := video.Write(make([]byte, minChunk)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := log.get(); len(got) != 3 {
+			t.Fatalf("writes %v, want the video's three", got)
+		}
+	})
+}
+
 // Unpaced (no measurement yet, or a transport that reports none), bulk
 // writes go through whole.
 func TestUnpacedBulkWritesWhole(t *testing.T) {
