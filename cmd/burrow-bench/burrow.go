@@ -76,6 +76,10 @@ public:
   http: %q
   redirect_http: false
 state_dir: %q
+limits:
+  # Every visitor of the bench is one address: its thousands of streams
+  # and WebSockets are the load, not an abuse.
+  streams_per_client: 0
 agents:
   - name: bench
     token_sha256: %q
