@@ -35,7 +35,11 @@ const (
 	// maxCut is the largest cut per round trip, once the queue is past
 	// twice the target: the link got slower (another device of the home
 	// took its share), and the queue must drain in a few round trips.
-	maxCut = 0.25
+	maxCut = 0.1
+	// queueSamples is how many of the last samples the queue is the
+	// least of: a round trip that one late wake-up or a burst of acks
+	// made longer is not a queue, and a queue lasts.
+	queueSamples = 3
 	// minBulkRate is the least the bulk streams are given (bytes/s).
 	minBulkRate = 128 << 10
 	// standingFor is how long the queue may stay above twice the target,
@@ -59,12 +63,13 @@ type rateController struct {
 	above     time.Time     // since when the queue has been above twice the target; zero when not
 	aboveQ    time.Duration // the queue then
 	aboveRate float64       // the rate then
-	aboveMin  time.Duration // the least round trip since
+	aboveMin  time.Duration // the least round trip in the second half of the time above
 	floor     time.Duration // someone else's standing queue counts as the path's minimum; 0 when none
 
-	prev time.Time     // the sample before this one
-	hist [256]delivery // ring of samples, oldest overwritten: deliveryWindow and more at the loop's tick
-	n    int           // samples taken
+	prev time.Time                   // the sample before this one
+	raw  [queueSamples]time.Duration // the last samples' queueing delays, unfiltered
+	hist [256]delivery               // ring of samples, oldest overwritten: deliveryWindow and more at the loop's tick
+	n    int                         // samples taken
 }
 
 // delivery is one sample of the path.
@@ -84,7 +89,11 @@ func (c *rateController) observe(now time.Time, d protocol.PathDelay) float64 {
 		c.floor = 0 // the other queue is gone
 	}
 	base := max(d.MinRTT, c.floor)
-	q := max(d.RTT-base, 0)
+	c.raw[c.n%queueSamples] = max(d.RTT-base, 0)
+	q := c.raw[c.n%queueSamples]
+	for _, r := range c.raw[:min(c.n+1, queueSamples)] {
+		q = min(q, r)
+	}
 	recent, best, before := c.record(now, d, q)
 	dt := now.Sub(c.prev)
 	c.prev = now
@@ -92,15 +101,18 @@ func (c *rateController) observe(now time.Time, d protocol.PathDelay) float64 {
 	case q <= 2*queueTarget:
 		c.above = time.Time{}
 	case c.above.IsZero():
-		c.above, c.aboveQ, c.aboveRate, c.aboveMin = now, q, c.rate, d.RTT
+		c.above, c.aboveQ, c.aboveRate, c.aboveMin = now, q, c.rate, 0
 	case now.Sub(c.above) >= standingFor && q >= c.aboveQ-queueTarget/2:
 		// Slowing down has not drained it: someone else's queue. Its
-		// least round trip meanwhile had the least of the bulk streams'.
+		// least round trip since the round trip settled had the least of
+		// the bulk streams'.
 		c.floor, c.above = min(c.aboveMin, d.RTT), time.Time{}
 		c.rate = max(c.rate, c.aboveRate)
 		return c.rate
-	default:
-		c.aboveMin = min(c.aboveMin, d.RTT)
+	case now.Sub(c.above) >= standingFor/2:
+		if c.aboveMin == 0 || d.RTT < c.aboveMin {
+			c.aboveMin = d.RTT
+		}
 	}
 	if c.rate == 0 {
 		// Unpaced until the path shows a queue: on a path that never
