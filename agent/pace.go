@@ -15,10 +15,17 @@ import (
 // a 50 Mbit/s uplink whose router queues 400 packets, 96 ms in the router
 // alone. The agent sends the video, so it paces its bulk streams instead:
 // it watches the tunnel's round trip and keeps it within queueTarget of the
-// path's minimum (a LEDBAT-like controller), raising the bulk rate slowly
-// while below, cutting it when above. The link stays busy, since a short
+// path's minimum, raising the bulk rate slowly while the queue is shorter,
+// lowering it as the queue grows. The link stays busy, since a short
 // standing queue is still a queue, and a small answer finds the way nearly
 // clear.
+//
+// Like LEDBAT it steers by the queueing delay; unlike LEDBAT it also
+// steers by how much the queue grew over the last round trip. The queue
+// shows in the round trip only a round trip later, and a rate steered by
+// the queue's length alone overshoots: on an emulated 50 Mbit/s, 40 ms
+// line it swung between 30 and 65 Mbit/s, and the round trip between 42
+// and 77 ms, five times a second.
 const (
 	// queueTarget is the queueing delay bulk streams may cause: small
 	// against the uplink's 40–100 ms of router queue, large enough for
@@ -56,7 +63,8 @@ const (
 // rateController turns a session's round-trip samples into a rate for its
 // bulk streams. Rate 0 means unpaced: until the path first shows a queue,
 // and whenever the rate is far above what the path delivers, bulk streams
-// go as fast as the transport takes them. Not safe for concurrent use; the scheduler's loop owns it.
+// go as fast as the transport takes them. Not safe for concurrent use: the
+// scheduler's loop owns it.
 type rateController struct {
 	rate float64 // bytes per second; 0 unpaced
 
@@ -88,31 +96,12 @@ func (c *rateController) observe(now time.Time, d protocol.PathDelay) float64 {
 	if c.floor > 0 && d.RTT < c.floor-queueTarget {
 		c.floor = 0 // the other queue is gone
 	}
-	base := max(d.MinRTT, c.floor)
-	c.raw[c.n%queueSamples] = max(d.RTT-base, 0)
-	q := c.raw[c.n%queueSamples]
-	for _, r := range c.raw[:min(c.n+1, queueSamples)] {
-		q = min(q, r)
-	}
+	q := c.queue(d)
 	recent, best, before := c.record(now, d, q)
 	dt := now.Sub(c.prev)
 	c.prev = now
-	switch {
-	case q <= 2*queueTarget:
-		c.above = time.Time{}
-	case c.above.IsZero():
-		c.above, c.aboveQ, c.aboveRate, c.aboveMin = now, q, c.rate, 0
-	case now.Sub(c.above) >= standingFor && q >= c.aboveQ-queueTarget/2:
-		// Slowing down has not drained it: someone else's queue. Its
-		// least round trip since the round trip settled had the least of
-		// the bulk streams'.
-		c.floor, c.above = min(c.aboveMin, d.RTT), time.Time{}
-		c.rate = max(c.rate, c.aboveRate)
+	if c.foreign(now, d, q) {
 		return c.rate
-	case now.Sub(c.above) >= standingFor/2:
-		if c.aboveMin == 0 || d.RTT < c.aboveMin {
-			c.aboveMin = d.RTT
-		}
 	}
 	if c.rate == 0 {
 		// Unpaced until the path shows a queue: on a path that never
@@ -138,6 +127,41 @@ func (c *rateController) observe(now time.Time, d protocol.PathDelay) float64 {
 	}
 	c.rate = max(c.rate, minBulkRate)
 	return c.rate
+}
+
+// queue is the queueing delay d shows: over the path's minimum (or over
+// someone else's standing queue), the least of the last queueSamples.
+func (c *rateController) queue(d protocol.PathDelay) time.Duration {
+	base := max(d.MinRTT, c.floor)
+	i := c.n % queueSamples
+	c.raw[i] = max(d.RTT-base, 0)
+	q := c.raw[i]
+	for _, r := range c.raw[:min(c.n+1, queueSamples)] {
+		q = min(q, r)
+	}
+	return q
+}
+
+// foreign watches for a queue that slowing down does not drain, and
+// reports when it has just taken one for someone else's.
+func (c *rateController) foreign(now time.Time, d protocol.PathDelay, q time.Duration) bool {
+	switch {
+	case q <= 2*queueTarget:
+		c.above = time.Time{}
+	case c.above.IsZero():
+		c.above, c.aboveQ, c.aboveRate, c.aboveMin = now, q, c.rate, 0
+	case now.Sub(c.above) >= standingFor && q >= c.aboveQ-queueTarget/2:
+		// Its least round trip since the round trip settled had the least
+		// of the bulk streams' own queue in it.
+		c.floor, c.above = min(c.aboveMin, d.RTT), time.Time{}
+		c.rate = max(c.rate, c.aboveRate)
+		return true
+	case now.Sub(c.above) >= standingFor/2:
+		if c.aboveMin == 0 || d.RTT < c.aboveMin {
+			c.aboveMin = d.RTT
+		}
+	}
+	return false
 }
 
 // record keeps the sample d, with queueing delay q, and returns the
