@@ -21,12 +21,25 @@ import (
 // QUIC session's packet counts: when at least lossyShare of the packets sent
 // are declared lost in lossyChecks checks running, each with at least
 // lossyPacketsPerSecond × the check interval sent, it moves to TCP with BBR.
-// On a clean path Cubic loses next to nothing once past slow start (which
-// may lose a burst once, in one check), so a path that keeps losing is
-// lossy, not merely busy.
+// On a clean path Cubic loses next to nothing once past slow start, and
+// the agent paces its bulk streams below the point where the router's queue
+// overflows; slow start may lose a burst once, in one check. So a path that
+// keeps losing is lossy, not merely busy.
+//
+// The checks come every DefaultLossCheck, and the path is judged on the
+// last lossyChecks of them together: each must have lost something (at
+// least lossyShare/4 of what it sent: the odd packet does not make a
+// streak), and all but the one that lost most must together have lost at
+// least lossyShare (slow start's one burst does not make a lossy path). Judged check by check, a collapsed QUIC sends so few packets
+// in a short check that a lossy path often shows less than lossyShare in
+// one of them, and the streak starts over.
 const (
 	lossyShare  = 0.002
 	lossyChecks = 3
+	// DefaultLossCheck is how often auto checks QUIC's loss unless
+	// configured: a lossy path is left within about lossyChecks of them,
+	// while a video plays at a few percent of the link meanwhile.
+	DefaultLossCheck = 2 * time.Second
 	// lossyPacketsPerSecond is the least traffic a check counts with (about
 	// 0.5 Mbit/s): an idle tunnel's keepalives tell nothing of the path.
 	lossyPacketsPerSecond = 50
@@ -52,8 +65,11 @@ var errLossySwitch = errors.New("moving to TCP: the QUIC path loses too many pac
 type lossMeter struct {
 	minPackets uint64 // the least a check must have sent to count
 	last       protocol.PathStats
-	streak     int
+	recent     []lossCheck // the last lossyChecks checks that counted
 }
+
+// lossCheck is what one check counted.
+type lossCheck struct{ sent, lost uint64 }
 
 // observe takes the session's counts at one check and reports the share of
 // packets lost since the last check, whether the check counted (enough
@@ -70,12 +86,30 @@ func (m *lossMeter) observe(st protocol.PathStats) (share float64, counted, loss
 		return 0, false, false
 	}
 	share = float64(lost) / float64(sent)
-	if share >= lossyShare {
-		m.streak++
-	} else {
-		m.streak = 0
+	if len(m.recent) == lossyChecks {
+		m.recent = append(m.recent[:0], m.recent[1:]...)
 	}
-	return share, true, m.streak >= lossyChecks
+	m.recent = append(m.recent, lossCheck{sent, lost})
+	if len(m.recent) < lossyChecks {
+		return share, true, false
+	}
+	// All but the worst check, and all but one of them losing: one burst,
+	// or a quiet check, does not decide.
+	var all lossCheck
+	worst, losing := 0, 0
+	for i, c := range m.recent {
+		all.sent += c.sent
+		all.lost += c.lost
+		if float64(c.lost) >= lossyShare/4*float64(c.sent) {
+			losing++
+		}
+		if c.lost*m.recent[worst].sent > m.recent[worst].lost*c.sent {
+			worst = i
+		}
+	}
+	all.sent -= m.recent[worst].sent
+	all.lost -= m.recent[worst].lost
+	return share, true, losing >= lossyChecks-1 && float64(all.lost) >= lossyShare*float64(all.sent)
 }
 
 // watchLoss checks sess every interval until ctx ends and returns nil, or
@@ -93,7 +127,7 @@ func watchLoss(ctx context.Context, log *slog.Logger, sess protocol.PathStatser,
 		st := sess.PathStats()
 		share, counted, lossy := m.observe(st)
 		if counted {
-			log.Debug("QUIC path loss", "lost_share", fmt.Sprintf("%.3f%%", share*100), "streak", m.streak, "rtt", st.SmoothedRTT.Round(time.Millisecond))
+			log.Debug("QUIC path loss", "lost_share", fmt.Sprintf("%.3f%%", share*100), "checks", len(m.recent), "rtt", st.SmoothedRTT.Round(time.Millisecond))
 		}
 		if lossy {
 			log.Warn("QUIC is losing packets on this path; moving to TCP with BBR, which keeps its speed under random loss",

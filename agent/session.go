@@ -24,6 +24,7 @@ type session struct {
 	ctrl      protocol.Stream       // the control stream; its end is the session's
 	routes    map[uint32]*liveRoute // by the id the relay gave each route
 	heartbeat time.Duration
+	sched     *scheduler // orders what the streams send: interactive first, bulk paced
 
 	id     string        // the relay's session id
 	since  time.Time     // welcomed at
@@ -94,6 +95,7 @@ func (a *Agent) hello(ctx context.Context, sess protocol.Session, idx []int) (*s
 		ctrl:         ctrl,
 		routes:       live,
 		heartbeat:    time.Duration(welcome.HeartbeatMillis) * time.Millisecond,
+		sched:        newScheduler(a.log.With("session", welcome.SessionID), pathDelayer(sess)),
 		left:         make(chan struct{}),
 		relayLeaving: make(chan struct{}),
 		goAway:       make(chan string, 1),
@@ -157,6 +159,7 @@ func (s *session) run(ctx context.Context) (err error) {
 		defer cancel() // the control stream's end is the session's end
 		return s.keepAlive(sctx)
 	})
+	g.Go(func() error { return s.sched.run(sctx) })
 	if ps, ok := s.a.lossWatch(s.sess); ok {
 		g.Go(func() error { return s.leaveIfLossy(sctx, ps) })
 	}
@@ -172,7 +175,7 @@ func (s *session) run(ctx context.Context) (err error) {
 		s.active.Add(1)
 		g.Go(func() error {
 			defer s.active.Add(-1)
-			s.a.serveStream(sctx, s.log, s.routes, st)
+			s.a.serveStream(sctx, s.log, s.routes, s.sched.stream(st))
 			return nil
 		})
 	}

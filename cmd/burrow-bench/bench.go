@@ -116,6 +116,13 @@ func (b *bench) runAll(ctx context.Context) {
 			b.rep.wanNotes = append(b.rep.wanNotes, "Skipped: network namespaces or TUN unavailable (see Notes).")
 		}
 	}
+	if b.plan.scenarios[8] && ctx.Err() == nil {
+		if b.tools.netns {
+			b.uplink(ctx)
+		} else {
+			b.rep.scenarioNote(8, "skipped: network namespaces or TUN unavailable")
+		}
+	}
 }
 
 // loopback sets up the four paths on this host's loopback and runs scenarios 1-6.

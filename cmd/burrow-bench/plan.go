@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/burrow-tunnel/burrow/internal/wanemu"
 )
 
 const (
@@ -29,6 +31,13 @@ type plan struct {
 	wanCap       time.Duration // a WAN download stops here and counts what arrived
 	wanSeeks     int           // Range requests per WAN run
 	scenarios    map[int]bool  // which scenarios run
+
+	// Scenario 8.
+	uplinkSamples int           // small requests timed per path and load
+	uplinkSettle  time.Duration // from the videos' start to the first request timed
+	uplinkPaths   []string      // the Burrow transports measured
+	uplinkDirect  bool          // measure the direct baseline too
+	uplinkLossy   bool          // time transport auto over the lossy profile
 }
 
 // wanProfile is one emulated link.
@@ -39,10 +48,22 @@ type wanProfile struct {
 	rateBits int64
 	// bothCC measures the TCP transport with cubic and with bbr.
 	bothCC bool
+	// queuePackets sizes the bottleneck's queue in full-size packets; 0
+	// is wanemu's default of 1.5 times the bandwidth-delay product.
+	queuePackets int
+}
+
+// wanemu is the link's profile for the emulator.
+func (w wanProfile) wanemu() wanemu.Profile {
+	return wanemu.Profile{RTT: w.rtt, Loss: w.loss, RateBitsPerSec: w.rateBits, QueueBytes: w.queuePackets * 1500}
 }
 
 func (w wanProfile) String() string {
-	return fmt.Sprintf("%d ms RTT, %g%% loss, %d Mbit/s", w.rtt.Milliseconds(), w.loss*100, w.rateBits/1e6)
+	s := fmt.Sprintf("%d ms RTT, %g%% loss, %d Mbit/s", w.rtt.Milliseconds(), w.loss*100, w.rateBits/1e6)
+	if w.queuePackets > 0 {
+		s += fmt.Sprintf(", %d-packet queue", w.queuePackets)
+	}
+	return s
 }
 
 var (
@@ -61,6 +82,7 @@ var scenarioNames = map[int]string{
 	5: "Time to first byte",
 	6: "Scale",
 	7: "Emulated WAN",
+	8: "Interactive over a home uplink",
 }
 
 func newPlan(o options) (plan, error) {
@@ -77,6 +99,12 @@ func newPlan(o options) (plan, error) {
 		wanSize:      256 * mib,
 		wanCap:       30 * time.Second,
 		wanSeeks:     5,
+
+		uplinkSamples: 100,
+		uplinkSettle:  5 * time.Second,
+		uplinkPaths:   []string{"quic", "tcp", "auto"},
+		uplinkDirect:  true,
+		uplinkLossy:   true,
 	}
 	if o.quick {
 		p.runs = 1
@@ -90,9 +118,30 @@ func newPlan(o options) (plan, error) {
 		p.wanSize = 64 * mib
 		p.wanCap = 15 * time.Second
 		p.wanSeeks = 5
+		// The default transport alone, briefly.
+		p.uplinkSamples = 20
+		p.uplinkSettle = 3 * time.Second
+		p.uplinkPaths = []string{"auto"}
+		p.uplinkDirect = false
+		p.uplinkLossy = false
 	}
 	if o.runs > 0 {
 		p.runs = o.runs
+	}
+	if o.uplink != "" {
+		p.uplinkPaths, p.uplinkDirect, p.uplinkLossy = nil, false, false
+		for _, name := range strings.Split(o.uplink, ",") {
+			switch name = strings.TrimSpace(name); name {
+			case "direct":
+				p.uplinkDirect = true
+			case "lossy":
+				p.uplinkLossy = true
+			case "quic", "tcp", "auto":
+				p.uplinkPaths = append(p.uplinkPaths, name)
+			default:
+				return p, fmt.Errorf("-uplink: %q is not a path (direct, quic, tcp, auto, lossy)", name)
+			}
+		}
 	}
 	if o.wan != "" {
 		p.wanProfiles = nil
@@ -114,7 +163,7 @@ func newPlan(o options) (plan, error) {
 	for _, f := range strings.Split(o.only, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || scenarioNames[n] == "" {
-			return p, fmt.Errorf("-only: %q is not a scenario number (1-7)", f)
+			return p, fmt.Errorf("-only: %q is not a scenario number (1-8)", f)
 		}
 		p.scenarios[n] = true
 	}

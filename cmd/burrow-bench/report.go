@@ -62,6 +62,8 @@ type report struct {
 	scenarioNotes map[int][]string
 	wan           []*wanRow
 	wanNotes      []string
+	uplink        []*uplinkRow
+	uplinkLossy   []*lossyRow
 
 	burrowFailures []string // make the exit status non-zero
 	otherFailures  []string
@@ -138,6 +140,7 @@ func (r *report) markdown() string {
 	r.writeTargets(&w)
 	r.writeTable(&w)
 	r.writeWAN(&w)
+	r.writeUplink(&w)
 	r.writeNotes(&w)
 	return w.String()
 }
@@ -255,6 +258,7 @@ func (r *report) targets() []targetRow {
 		check(fmt.Sprintf("small requests, %s ≥ 0.75× nginx proxy req/s", transportName(key)), ratio(mS3RPS, key), atLeast(0.75), "%.2f×")
 		check(fmt.Sprintf("small requests, %s p99 ≤ 2× nginx proxy p99", transportName(key)), ratio(mS3P99, key), atMost(2), "%.2f×")
 	}
+	r.uplinkTargets(check)
 	return rows
 }
 
@@ -422,7 +426,7 @@ func (r *report) writeNotes(w *strings.Builder) {
 		fmt.Fprintf(w, "- %s\n", n)
 		any = true
 	}
-	for s := 1; s <= 7; s++ {
+	for s := 1; s <= len(scenarioNames); s++ {
 		if !r.plan.scenarios[s] {
 			fmt.Fprintf(w, "- Scenario %d (%s) not selected (-only).\n", s, scenarioNames[s])
 			any = true

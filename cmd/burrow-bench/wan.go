@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"net/netip"
 	"os"
 	"os/exec"
 	"slices"
@@ -34,13 +33,7 @@ const (
 // wan is scenario 7: one emulated link per profile, and on it a direct
 // download and one through each transport.
 func (b *bench) wan(ctx context.Context) {
-	bbr := strings.Contains(readFile("/proc/sys/net/ipv4/tcp_available_congestion_control"), "bbr")
-	if !bbr {
-		if _, err := exec.LookPath("modprobe"); err == nil {
-			_ = exec.CommandContext(ctx, "modprobe", "tcp_bbr").Run()
-			bbr = strings.Contains(readFile("/proc/sys/net/ipv4/tcp_available_congestion_control"), "bbr")
-		}
-	}
+	bbr := haveBBR(ctx)
 	if !bbr {
 		b.rep.wanNotes = append(b.rep.wanNotes, "TCP BBR is unavailable on this kernel (not in tcp_available_congestion_control, modprobe tcp_bbr failed): only cubic is measured.")
 	}
@@ -56,13 +49,7 @@ func (b *bench) wan(ctx context.Context) {
 }
 
 func (b *bench) wanProfile(ctx context.Context, prof wanProfile, bbr bool) {
-	nsA := fmt.Sprintf("burrow-bench-%d-a", os.Getpid())
-	nsB := fmt.Sprintf("burrow-bench-%d-b", os.Getpid())
-	link, err := wanemu.New(ctx, wanemu.Config{
-		A:       wanemu.Side{Namespace: nsA, Addr: netip.MustParsePrefix(wanAddrA + "/24")},
-		B:       wanemu.Side{Namespace: nsB, Addr: netip.MustParsePrefix(wanAddrB + "/24")},
-		Profile: wanemu.Profile{RTT: prof.rtt, Loss: prof.loss, RateBitsPerSec: prof.rateBits},
-	})
+	link, nsA, nsB, err := b.newLink(ctx, prof)
 	if err != nil {
 		b.rep.wanNotes = append(b.rep.wanNotes, fmt.Sprintf("%s: link not created: %v", prof, err))
 		b.rep.otherFailures = append(b.rep.otherFailures, "wanemu: "+err.Error())

@@ -71,7 +71,7 @@ func relayDefaults() relayFile {
 
 func agentDefaults() agentFile {
 	return agentFile{
-		Config: agent.Config{Transport: agent.TransportAuto, LossCheck: 10 * time.Second,
+		Config: agent.Config{Transport: agent.TransportAuto, LossCheck: agent.DefaultLossCheck,
 			Admin: admin.Config{Listen: agent.DefaultAdminListen}, ShutdownGrace: 30 * time.Second},
 		Log: logFile{Level: "info", Format: "text"},
 	}

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/burrow-tunnel/burrow/agent"
 )
 
 // The example configs in deploy/ must always load.
@@ -21,8 +23,8 @@ func TestDeployExamplesLoad(t *testing.T) {
 	}
 	if cfg, _, err := loadAgentConfig("../../deploy/agent.yaml"); err != nil {
 		t.Errorf("deploy/agent.yaml: %v", err)
-	} else if cfg.LossCheck != 10*time.Second {
-		t.Errorf("deploy/agent.yaml: loss_check = %v, want 10s", cfg.LossCheck)
+	} else if cfg.LossCheck != agent.DefaultLossCheck {
+		t.Errorf("deploy/agent.yaml: loss_check = %v, want %v", cfg.LossCheck, agent.DefaultLossCheck)
 	}
 }
 
@@ -108,7 +110,7 @@ func TestDefaultsAndDecodedValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ac.Transport != "auto" || ac.LossCheck != 10*time.Second || al != (logFile{Level: "info", Format: "text"}) {
+	if ac.Transport != "auto" || ac.LossCheck != agent.DefaultLossCheck || al != (logFile{Level: "info", Format: "text"}) {
 		t.Errorf("agent defaults: %+v %+v", ac, al)
 	}
 	if len(ac.Routes) != 1 || ac.Routes[0].StashConfigFile != "/srv/stash/config.yml" || ac.Routes[0].Service != "http://127.0.0.1:1" {

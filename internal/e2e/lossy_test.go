@@ -19,9 +19,10 @@ import (
 	"github.com/burrow-tunnel/burrow/protocol/transport"
 )
 
-// An agent on transport auto stays on QUIC over a clean 40 ms link under a
-// download, and moves to TCP with BBR once the link starts losing 1 % of its
-// packets, while the tunnel keeps serving.
+// An agent on transport auto, with its default loss check, stays on QUIC
+// over a clean 40 ms link under a download, and is on TCP with BBR within
+// 10 s of downloads once the link starts losing 1 % of its packets, while
+// the tunnel keeps serving.
 func TestLossyPathSwitch(t *testing.T) {
 	if err := transport.CongestionUsable("bbr"); err != nil {
 		t.Fatalf("this test needs BBR (modprobe tcp_bbr): %v", err)
@@ -92,7 +93,6 @@ token: %q
 admin:
   listen: "127.0.0.1:0"
 transport: auto
-loss_check: 1s
 log:
   level: debug
 routes:
@@ -173,19 +173,38 @@ routes:
 		t.Fatal(err)
 	}
 	start := time.Now()
+	onTCP := make(chan time.Duration, 1)
+	go func() {
+		defer close(onTCP)
+		for time.Since(start) < time.Minute {
+			l := e.agentLog.String()
+			if i := strings.Index(l, "moving to TCP"); i >= 0 && strings.Contains(l[i:], "transport=tcp") {
+				onTCP <- time.Since(start)
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
 	var lossyBytes int64
 	for !strings.Contains(e.agentLog.String(), "moving to TCP") && time.Since(start) < 30*time.Second {
-		lossyBytes += download(3 * time.Second)
+		lossyBytes += download(time.Second)
 	}
 	lossyRate := float64(lossyBytes) * 8 / time.Since(start).Seconds() / 1e6
 	if !strings.Contains(e.agentLog.String(), "moving to TCP") {
 		t.Fatalf("the agent stayed on QUIC over a link losing 1%% for %v", time.Since(start).Round(time.Second))
 	}
-	t.Logf("moved to TCP %v after the loss began", time.Since(start).Round(100*time.Millisecond))
 	for _, line := range strings.Split(e.agentLog.String(), "\n") {
 		if strings.Contains(line, "QUIC path loss") || strings.Contains(line, "moving to TCP") {
 			t.Log(line)
 		}
+	}
+	switched, ok := <-onTCP
+	if !ok {
+		t.Fatal("the agent decided to move to TCP but did not connect over it")
+	}
+	t.Logf("on TCP %v after the loss began", switched.Round(100*time.Millisecond))
+	if switched > 10*time.Second {
+		t.Errorf("on TCP only %v after the loss began, want within 10 s", switched.Round(100*time.Millisecond))
 	}
 	testutil.WaitFor(t, 15*time.Second, "the agent connected over TCP", func() bool {
 		return strings.Contains(e.agentLog.String(), "transport=tcp")
