@@ -9,8 +9,8 @@ import (
 
 // handshakeLimiter is a token bucket per source address for tunnel
 // handshakes: perMinute a minute, up to a tenth of that at once. It is
-// consulted before any TLS work: a TCP connection over the limit is closed
-// as accepted, and a QUIC one refused in answer to its first packet.
+// consulted before any TLS work: a TCP connection over the limit is reset
+// as it is accepted, and a QUIC one refused in answer to its first packet.
 //
 // A TCP peer has proven its address by completing the TCP handshake; a QUIC
 // peer's first packet has not, and could carry a forged one to spend the
@@ -31,7 +31,7 @@ type handshakeLimiter struct {
 
 	mu        sync.Mutex
 	buckets   map[netip.Addr]bucket // guarded by mu
-	lastSweep time.Time             // guarded by mu
+	lastSweep time.Time             // guarded by mu: when idle addresses were last forgotten
 }
 
 type bucket struct {
