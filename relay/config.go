@@ -51,10 +51,9 @@ type LimitsConfig struct {
 	// StreamsPerClient caps the requests and upgraded connections in flight
 	// from one client address; more get a 429 page.
 	StreamsPerClient int `mapstructure:"streams_per_client"`
-	// MemoryMiB caps what the relay buffers for visitors' streams in total;
-	// new requests over it get a 503 page.
-	MemoryMiB int `mapstructure:"memory_mib"`
-	// SessionMemoryMiB caps what one agent session's streams buffer together.
+	// SessionMemoryMiB caps what one agent session's streams may hold unread
+	// on the relay together: QUIC's connection window; over TCP+yamux, what
+	// the stream windows may grow to beyond their first 256 KiB each.
 	SessionMemoryMiB int `mapstructure:"session_memory_mib"`
 	// HandshakesPerMinute caps the tunnel handshakes one source address may
 	// start per minute (bursts of up to a tenth of it pass at once).
@@ -67,7 +66,6 @@ func DefaultLimits() LimitsConfig {
 		StalledClient:       60 * time.Second,
 		ResponseHeader:      10 * time.Minute,
 		StreamsPerClient:    128,
-		MemoryMiB:           256,
 		SessionMemoryMiB:    192,
 		HandshakesPerMinute: 60,
 	}
@@ -213,7 +211,7 @@ func (c *Config) Validate() error {
 	}
 	for key, v := range map[string]int64{
 		"limits.stalled_client": int64(c.Limits.StalledClient), "limits.response_header": int64(c.Limits.ResponseHeader),
-		"limits.streams_per_client": int64(c.Limits.StreamsPerClient), "limits.memory_mib": int64(c.Limits.MemoryMiB),
+		"limits.streams_per_client": int64(c.Limits.StreamsPerClient),
 		"limits.session_memory_mib": int64(c.Limits.SessionMemoryMiB), "limits.handshakes_per_minute": int64(c.Limits.HandshakesPerMinute),
 	} {
 		if v < 0 {

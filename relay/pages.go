@@ -16,7 +16,6 @@ const (
 	pageServiceRefused
 	pageServiceSlow
 	pageTooManyStreams
-	pageBusy
 )
 
 var pageText = map[pageKind]struct{ title, body string }{
@@ -32,8 +31,6 @@ var pageText = map[pageKind]struct{ title, body string }{
 		"The service behind {{.}} did not start answering in time. If you run this site: check the service; the relay's limits.response_header sets how long it may take."},
 	pageTooManyStreams: {"Too many requests at once",
 		"Your address has too many requests to {{.}} in flight at once. Wait for some to finish and try again. If you run this site: limits.streams_per_client in the relay's config sets the limit."},
-	pageBusy: {"Relay busy",
-		"The relay for {{.}} is holding as much data for visitors as it may right now. Try again in a few seconds. If you run this site: limits.memory_mib in the relay's config sets the budget."},
 	pageTunnelError: {"Tunnel error", "The connection to the home agent for {{.}} failed while this request was in flight. Retrying usually helps."},
 }
 

@@ -131,6 +131,7 @@ func (s *Server) Listen() (err error) {
 		ResetSeed: seed,
 
 		HandshakesPerMinute: s.cfg.Limits.HandshakesPerMinute,
+		SessionMemory:       int64(s.cfg.Limits.SessionMemoryMiB) << 20,
 	}.Listen(s.cfg.Tunnel.Listen)
 	if err != nil {
 		return fmt.Errorf("tunnel.listen: %w", err)

@@ -30,9 +30,10 @@ type Listener struct {
 	done chan struct{}
 	wg   sync.WaitGroup
 
-	limit     *handshakeLimiter     // nil: no limit
-	perMinute int                   // the limit, for the log
-	refusals  *logthrottle.Throttle // refused handshakes, summed up per address
+	limit         *handshakeLimiter     // nil: no limit
+	perMinute     int                   // the limit, for the log
+	sessionMemory int64                 // ListenConfig.SessionMemory
+	refusals      *logthrottle.Throttle // refused handshakes, summed up per address
 
 	ctx    context.Context // cancelled by Close, ends TLS handshakes in progress
 	cancel context.CancelFunc
@@ -67,6 +68,10 @@ type ListenConfig struct {
 	// a minute (a tenth of it at once); 0 is no limit. The handshakes over
 	// it are refused before any TLS work.
 	HandshakesPerMinute int
+	// SessionMemory caps, in bytes, what one session's streams may hold
+	// unread on the relay together: yamux's window budget, QUIC's connection
+	// window. 0 keeps the default (256 MiB).
+	SessionMemory int64
 }
 
 // errTooManyHandshakes refuses a QUIC connection over the handshake limit.
@@ -93,13 +98,18 @@ func (lc ListenConfig) Listen(addr string) (*Listener, error) {
 	}
 	l := &Listener{
 		tcp: tcp, udp: udp, tr: tr, tls: tlsConf, log: log,
-		out:       make(chan protocol.Session),
-		done:      make(chan struct{}),
-		limit:     newHandshakeLimiter(lc.HandshakesPerMinute),
-		perMinute: lc.HandshakesPerMinute,
-		refusals:  logthrottle.New(log, refusalLogInterval),
+		out:           make(chan protocol.Session),
+		done:          make(chan struct{}),
+		limit:         newHandshakeLimiter(lc.HandshakesPerMinute),
+		perMinute:     lc.HandshakesPerMinute,
+		sessionMemory: lc.SessionMemory,
+		refusals:      logthrottle.New(log, refusalLogInterval),
 	}
 	qconf := relayQUICConfig()
+	if lc.SessionMemory > 0 {
+		qconf.InitialConnectionReceiveWindow = uint64(lc.SessionMemory)
+		qconf.MaxConnectionReceiveWindow = uint64(lc.SessionMemory)
+	}
 	if l.limit != nil {
 		// Both run before quic-go starts the TLS handshake: an address over
 		// the limit costs the relay one packet in answer.
@@ -261,7 +271,7 @@ func (l *Listener) handshakeTCP(c net.Conn) {
 		return
 	}
 	tb := newTLSBatch(tc, raw)
-	s, err := newYamuxSession(tb, false)
+	s, err := newYamuxSession(tb, false, l.sessionMemory)
 	if err != nil {
 		tb.Close()
 		return

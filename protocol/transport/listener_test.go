@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -383,5 +384,50 @@ func TestDialServerNameFromAddress(t *testing.T) {
 			continue
 		}
 		s.Close()
+	}
+}
+
+// ListenConfig.SessionMemory caps what a relay's QUIC session may hold
+// unread: the agent's writes on streams the relay does not read stop there.
+func TestSessionMemoryCapsQUIC(t *testing.T) {
+	const capBytes = 1 << 20
+	l, err := transport.ListenConfig{TLS: serverTLS(), Log: testLogger(t), SessionMemory: capBytes}.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	agent, err := transport.DialQUIC(shortCtx(t, 10*time.Second), l.Addr().String(), clientTLS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeOnCleanup(t, agent)
+	relay := acceptOne(t, l)
+	var written atomic.Int64
+	for range 40 {
+		st, err := relay.OpenStream(shortCtx(t, 5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Write([]byte{1}); err != nil {
+			t.Fatal(err)
+		}
+		peer, err := agent.AcceptStream(shortCtx(t, 5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			buf := make([]byte, 16<<10)
+			for {
+				n, err := peer.Write(buf)
+				written.Add(int64(n))
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(time.Second)
+	if n := written.Load(); n > capBytes+256<<10 {
+		t.Errorf("the agent wrote %d KiB to streams nobody reads, over the session's %d KiB", n>>10, capBytes>>10)
 	}
 }

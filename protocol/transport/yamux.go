@@ -52,13 +52,18 @@ type yamuxSession struct {
 
 var _ protocol.Session = (*yamuxSession)(nil)
 
-// newYamuxSession runs yamux over conn; client is true on the side that dialed.
-func newYamuxSession(conn net.Conn, client bool) (protocol.Session, error) {
+// newYamuxSession runs yamux over conn; client is true on the side that
+// dialed. budget, if above zero, caps what the session's stream windows may
+// grow to together, in bytes (the default is connectionWindow).
+func newYamuxSession(conn net.Conn, client bool, budget int64) (protocol.Session, error) {
 	var (
 		s    *yamux.Session
 		err  error
 		conf = yamuxConfig()
 	)
+	if budget > 0 {
+		conf.WindowBudget = &windowBudget{limit: budget}
+	}
 	in := &countingConn{Conn: conn}
 	if client {
 		s, err = yamux.Client(in, conf)
@@ -112,7 +117,7 @@ func DialTCPCongestion(ctx context.Context, addr string, tlsConf *tls.Config, cc
 		return nil, fmt.Errorf("protocol: relay at %s negotiated protocol.ALPN %q, want %q", addr, p, protocol.ALPN)
 	}
 	tb := newTLSBatch(tc, raw)
-	s, err := newYamuxSession(tb, true)
+	s, err := newYamuxSession(tb, true, 0)
 	if err != nil {
 		tb.Close()
 		return nil, err
