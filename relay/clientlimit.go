@@ -97,7 +97,10 @@ func (s *Server) limited(w http.ResponseWriter, r *http.Request, host string, ad
 	s.log.Debug("client over limits.streams_per_client", "client", addr, "limit", s.clients.max)
 	// The connection goes too: a client this far over its limit is more
 	// likely an attack than a household, and an idle one would stay open.
-	w.Header().Set("Connection", "close")
+	// (HTTP/2 turns this into a GOAWAY; HTTP/3 must not carry the header.)
+	if r.ProtoMajor < 3 {
+		w.Header().Set("Connection", "close")
+	}
 	s.page(w, r, http.StatusTooManyRequests, pageTooManyStreams, host)
 }
 
@@ -109,6 +112,23 @@ func clientKey(addr netip.Addr) netip.Prefix {
 	}
 	p, _ := addr.Prefix(bits)
 	return p
+}
+
+// limitAddr is the address limits.streams_per_client counts a request
+// under: the peer's, or behind a trusted proxy the last X-Forwarded-For
+// entry, the one that proxy added itself (X-Real-IP may be the client's own
+// word, passed on). An entry that does not parse counts as the proxy's.
+func limitAddr(r *http.Request, trusted bool) netip.Addr {
+	peer, _ := netip.ParseAddrPort(r.RemoteAddr)
+	if trusted {
+		if prior := r.Header.Values("X-Forwarded-For"); len(prior) > 0 {
+			parts := strings.Split(prior[len(prior)-1], ",")
+			if a, err := netip.ParseAddr(strings.TrimSpace(parts[len(parts)-1])); err == nil {
+				return a.Unmap()
+			}
+		}
+	}
+	return peer.Addr().Unmap()
 }
 
 // clientAddr is the visitor's address: the peer's, or, behind a trusted

@@ -79,3 +79,22 @@ func TestClientAddr(t *testing.T) {
 		t.Errorf("X-Real-IP from a trusted proxy: %q", got)
 	}
 }
+
+// The stream limit counts a visitor behind a trusted proxy under the address
+// the proxy added, not one the visitor may have sent itself.
+func TestLimitAddr(t *testing.T) {
+	r, _ := http.NewRequest("GET", "http://x/", nil)
+	r.RemoteAddr = "10.0.0.5:4000"
+	r.Header.Set("X-Real-IP", "203.0.113.99") // possibly the client's own word
+	r.Header.Add("X-Forwarded-For", "6.6.6.6, 198.51.100.4")
+	if got := limitAddr(r, true); got != netip.MustParseAddr("198.51.100.4") {
+		t.Errorf("behind a trusted proxy: %v, want the address the proxy added", got)
+	}
+	if got := limitAddr(r, false); got != netip.MustParseAddr("10.0.0.5") {
+		t.Errorf("untrusted: %v, want the peer", got)
+	}
+	r.Header.Set("X-Forwarded-For", "not an address")
+	if got := limitAddr(r, true); got != netip.MustParseAddr("10.0.0.5") {
+		t.Errorf("an entry that does not parse: %v, want the proxy's own address", got)
+	}
+}

@@ -1,7 +1,6 @@
 package relay_test
 
 import (
-	"github.com/burrow-tunnel/burrow/internal/testutil"
 	"io"
 	"net"
 	"strconv"
@@ -9,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/burrow-tunnel/burrow/internal/testutil"
 
 	"github.com/burrow-tunnel/burrow/agent"
 )

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -107,14 +108,22 @@ func (s *Server) serveHTTPS(goFn func(func() error)) {
 // does not wait for websockets: closing the tunnel sessions ends them.
 func (s *Server) shutdownHTTPS(ctx context.Context) error {
 	var errs []error
+	var wg sync.WaitGroup
+	var tlsErr error
 	if s.httpsSrv != nil {
-		if err := s.httpsSrv.Shutdown(ctx); err != nil {
-			errs = append(errs, s.httpsSrv.Close())
-		}
+		wg.Go(func() {
+			if err := s.httpsSrv.Shutdown(ctx); err != nil {
+				tlsErr = s.httpsSrv.Close()
+			}
+		})
 	}
 	if s.h3Srv != nil {
 		// Shutdown sends GOAWAY and waits for requests in flight, up to ctx.
-		_ = s.h3Srv.Shutdown(ctx)
+		wg.Go(func() { _ = s.h3Srv.Shutdown(ctx) })
+	}
+	wg.Wait()
+	errs = append(errs, tlsErr)
+	if s.h3Srv != nil {
 		errs = append(errs, s.h3Ln.Close(), s.h3Tr.Close())
 	}
 	if s.httpsUDP != nil {

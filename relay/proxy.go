@@ -102,8 +102,8 @@ func (s *Server) reroute(ctx context.Context) (string, bool) {
 		return "", false // the session is alive: the failure was the stream's own
 	}
 	other := s.reg.pick(rt.host, rt.prefix, rt)
-	if other == nil {
-		return "", false
+	if other == nil || other.prefix != rt.prefix || other.agent != rt.agent {
+		return "", false // only a replica of the same route, never a shorter prefix
 	}
 	return routeHost(other), true
 }
@@ -355,7 +355,7 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, u.RequestURI(), http.StatusPermanentRedirect)
 		return
 	}
-	addr, _ := netip.ParseAddr(clientAddr(r, s.trusted(r.RemoteAddr)))
+	addr := limitAddr(r, s.trusted(r.RemoteAddr))
 	release, ok := s.clients.acquire(r.Context(), addr)
 	if !ok {
 		s.metrics.refusals.WithLabelValues(refusedClientLimit).Inc()

@@ -183,12 +183,19 @@ func (s *Server) drain(sessions *sync.WaitGroup) []error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
+	// All at once: each Shutdown stops its listener first, then waits.
+	var wg sync.WaitGroup
+	var httpErr, httpsErr error
 	if s.httpSrv != nil {
-		if err := s.httpSrv.Shutdown(sctx); err != nil {
-			errs = append(errs, s.httpSrv.Close())
-		}
+		wg.Go(func() {
+			if err := s.httpSrv.Shutdown(sctx); err != nil {
+				httpErr = s.httpSrv.Close()
+			}
+		})
 	}
-	errs = append(errs, s.shutdownHTTPS(sctx))
+	wg.Go(func() { httpsErr = s.shutdownHTTPS(sctx) })
+	wg.Wait()
+	errs = append(errs, httpErr, httpsErr)
 	if sctx.Err() != nil && grace > 0 {
 		s.log.Warn("relay stopping: shutdown_grace is over, cutting the requests still running", "grace", grace)
 	}

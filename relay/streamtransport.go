@@ -93,6 +93,10 @@ func (t *streamTransport) roundTrip(req *http.Request) (*http.Response, error) {
 				// keep-alive connection): nothing was answered, so try another.
 				continue
 			}
+			var refused *protocol.StatusError
+			if errors.As(err, &refused) {
+				return nil, err // the agent answered: its service is down or refused
+			}
 			if other, ok := t.rerouteOnce(ctx, &rerouted); ok {
 				// The agent's session ended under the request (its agent was
 				// stopped or lost): another replica answers it.

@@ -79,11 +79,7 @@ func (t *tunnelSession) run(ctx context.Context) error {
 				// get the agent-offline page); its streams finish here.
 				t.log.Info("agent going away", "reason", reason)
 				t.srv.reg.remove(t.routes)
-				var hosts []string
-				for _, rt := range t.routes {
-					hosts = append(hosts, routeHost(rt))
-				}
-				t.srv.transport.closeIdle(hosts...)
+				t.dropIdle()
 			},
 		})
 	})
@@ -96,10 +92,24 @@ func (t *tunnelSession) run(ctx context.Context) error {
 	return g.Wait()
 }
 
+// dropIdle closes the idle pooled streams of the session's routes: each
+// holds a connection to a service at the agent's end.
+func (t *tunnelSession) dropIdle() {
+	if t.srv.transport == nil {
+		return
+	}
+	var hosts []string
+	for _, rt := range t.routes {
+		hosts = append(hosts, routeHost(rt))
+	}
+	t.srv.transport.closeIdle(hosts...)
+}
+
 // unpublish removes the session's routes; other sessions serving the same
 // routes (replicas) keep serving them.
 func (t *tunnelSession) unpublish() {
 	t.srv.reg.remove(t.routes)
+	t.dropIdle()
 	for _, rt := range t.routes {
 		if n := t.srv.reg.replicas(rt.host, rt.prefix); n > 0 {
 			t.log.Info("route still served by other sessions", "host", rt.host, "prefix", rt.prefix, "sessions", n)

@@ -70,8 +70,10 @@ func newYamuxSession(conn net.Conn, client bool, budget int64) (protocol.Session
 	} else {
 		// The relay accepts only the control stream (see relayIncomingStreams).
 		// Any other the agent opens is reset as it arrives: accepted or not,
-		// it could buffer a 256 KiB window.
-		conf.AcceptBacklog = relayIncomingStreams
+		// it could buffer a 256 KiB window. AcceptBacklog stays large: yamux
+		// also sizes by it how many streams the relay may have opened that
+		// the agent has not acknowledged yet, and at 1 every new stream would
+		// wait a round trip for the one before.
 		conf.MaxIncomingStreams = relayIncomingStreams
 		s, err = yamux.Server(in, conf)
 	}
