@@ -135,7 +135,7 @@ func (b *bench) wanBurrow(ctx context.Context, link *wanemu.Link, prof wanProfil
 	b.wanMeasure(ctx, link, prof, cc, t)
 	row := b.rep.wan[len(b.rep.wan)-1]
 	if tr == "auto" {
-		row.notes = append(row.notes, fmt.Sprintf("moved from QUIC to TCP %.0f s into a download (the agent checks every 10 s)", switched.Seconds()))
+		row.notes = append(row.notes, fmt.Sprintf("moved from QUIC to TCP %.0f s into downloads of 5 s each (scenario 8 times the switch finely)", switched.Seconds()))
 	}
 	if tr != "quic" {
 		// Burrow may choose its own algorithm per socket, whatever the
