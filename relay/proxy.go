@@ -362,13 +362,13 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		s.limited(w, r, host, addr)
 		return
 	}
+	if isUpgrade(r) {
+		s.serveUpgrade(w, r, rt, release)
+		return
+	}
 	defer release()
 	if isExtendedConnect(r) {
 		s.serveExtendedConnect(w, r, rt)
-		return
-	}
-	if isUpgrade(r) {
-		s.serveUpgrade(w, r, rt)
 		return
 	}
 	r = r.WithContext(context.WithValue(r.Context(), routeKey, rt))

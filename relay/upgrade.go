@@ -29,7 +29,16 @@ func isUpgrade(r *http.Request) bool {
 
 // serveUpgrade sends the upgrade request through a tunnel stream and, when
 // the service switches protocols, joins the client's connection to the stream.
-func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *route) {
+//
+// release gives back the client's slot (limits.streams_per_client): the
+// joined connection holds it for as long as it lasts.
+func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *route, release func()) {
+	holding := true // the slot is this goroutine's until the join takes it
+	defer func() {
+		if holding {
+			release()
+		}
+	}()
 	if strings.EqualFold(strings.TrimSpace(r.Header.Get("Upgrade")), "h2c") {
 		// Requests inside an h2c connection would reach the service without
 		// the relay's forwarded headers.
@@ -104,17 +113,20 @@ func (s *Server) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *route)
 		client.Close()
 		return
 	}
-	joined = true
-	// Joined here, in the handler's goroutine, so that the connection holds
-	// its client's slot (limits.streams_per_client) for as long as it lasts.
-	defer s.upgrades.Done()
+	joined, holding = true, false
 	s.metrics.websockets.Inc()
-	defer s.metrics.websockets.Dec()
-	// A relay that drains closes WebSockets at once: they never end by
-	// themselves, and the page reconnects its WebSocket (to a replica, or
-	// to the relay once it is back).
-	defer context.AfterFunc(s.draining, func() { conn.Close(); client.Close() })()
-	pipe.Join(halfCloseable(client), conn.(pipe.HalfCloser))
+	// Its own goroutine, not the handler's deep stack: thousands of idle
+	// WebSockets each keep only what the join needs.
+	go func() {
+		defer s.upgrades.Done()
+		defer release()
+		defer s.metrics.websockets.Dec()
+		// A relay that drains closes WebSockets at once: they never end by
+		// themselves, and the page reconnects its WebSocket (to a replica,
+		// or to the relay once it is back).
+		defer context.AfterFunc(s.draining, func() { conn.Close(); client.Close() })()
+		pipe.Join(halfCloseable(client), conn.(pipe.HalfCloser))
+	}()
 }
 
 // openRouteStream opens a tunnel stream to the route's agent for a request

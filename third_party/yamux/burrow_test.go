@@ -484,8 +484,9 @@ func TestWindowStaysAfterBurst(t *testing.T) {
 	if _, err := io.ReadFull(st, buf); err != nil {
 		t.Fatal(err)
 	}
-	// The burst: two windows as fast as they come, then nothing.
-	if _, err := io.ReadFull(st, make([]byte, 2*initialStreamWindow)); err != nil {
+	// The burst: a window and a half as fast as they come (more than a
+	// stalled client's socket buffers take), then nothing.
+	if _, err := io.ReadFull(st, make([]byte, 3*initialStreamWindow/2)); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(200 * time.Millisecond)
@@ -493,7 +494,7 @@ func TestWindowStaysAfterBurst(t *testing.T) {
 	window := st.window
 	st.recvLock.Unlock()
 	if window != initialStreamWindow {
-		t.Errorf("window %d KiB after a burst of two windows, want it to stay at %d KiB", window>>10, initialStreamWindow>>10)
+		t.Errorf("window %d KiB after a burst of a window and a half, want it to stay at %d KiB", window>>10, initialStreamWindow>>10)
 	}
 	st.Reset()
 }

@@ -342,7 +342,7 @@ const growthRTTs = 4
 // window grows (Burrow). A reader that forwards to a client that has stopped
 // reading takes what the client's socket buffers hold, fast, and then
 // nothing: that burst is not a reader keeping up.
-const growAfter = 4
+const growAfter = 2
 
 // growWindowLocked doubles the receive window, up to MaxStreamWindowSize, if
 // the reader consumed a window's worth at the pace of growthRTTs round trips
