@@ -90,11 +90,21 @@ func (b *bench) newLink(ctx context.Context, prof wanProfile) (link *wanemu.Link
 	return link, nsA, nsB, err
 }
 
-func (b *bench) uplinkProfile(ctx context.Context, prof wanProfile, bbr bool) {
+// uplinkLink makes scenario 8's link for prof; on failure it notes why in
+// the report and ok is false.
+func (b *bench) uplinkLink(ctx context.Context, prof wanProfile) (link *wanemu.Link, nsA, nsB string, ok bool) {
 	link, nsA, nsB, err := b.newLink(ctx, prof)
 	if err != nil {
 		b.rep.scenarioNote(8, "%s: link not created: %v", prof, err)
 		b.rep.otherFailures = append(b.rep.otherFailures, "wanemu: "+err.Error())
+		return nil, "", "", false
+	}
+	return link, nsA, nsB, true
+}
+
+func (b *bench) uplinkProfile(ctx context.Context, prof wanProfile, bbr bool) {
+	link, nsA, nsB, ok := b.uplinkLink(ctx, prof)
+	if !ok {
 		return
 	}
 	defer link.Close()
@@ -127,6 +137,7 @@ func (b *bench) uplinkProfile(ctx context.Context, prof wanProfile, bbr bool) {
 			}
 			curCC = p.cc
 			// Accepted connections take the listener's congestion control.
+			var err error
 			if org, err = b.startOrigin("uplink-"+p.cc+"-origin", nsB, wanOriginPort); err != nil {
 				b.rep.otherFailures = append(b.rep.otherFailures, fmt.Sprintf("uplink origin: %v", err))
 				return
@@ -273,10 +284,8 @@ const uplinkGap = 50 * time.Millisecond
 func (b *bench) uplinkLossy(ctx context.Context, prof wanProfile) {
 	row := &lossyRow{profile: prof}
 	b.rep.uplinkLossy = append(b.rep.uplinkLossy, row)
-	link, nsA, nsB, err := b.newLink(ctx, prof)
-	if err != nil {
-		b.rep.scenarioNote(8, "%s: link not created: %v", prof, err)
-		b.rep.otherFailures = append(b.rep.otherFailures, "wanemu: "+err.Error())
+	link, nsA, nsB, ok := b.uplinkLink(ctx, prof)
+	if !ok {
 		return
 	}
 	defer link.Close()
