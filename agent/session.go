@@ -185,7 +185,7 @@ func (s *session) run(ctx context.Context) (err error) {
 // ends; it carries the going-away notices both ways.
 func (s *session) keepAlive(ctx context.Context) error {
 	var once sync.Once
-	err := protocol.KeepAliveWith(ctx, s.sess, s.ctrl, s.heartbeat, protocol.GoAwayHandling{
+	err := protocol.KeepAlive(ctx, s.sess, s.ctrl, s.heartbeat, protocol.GoAwayHandling{
 		Send: s.goAway,
 		Received: func(reason string) {
 			once.Do(func() {

@@ -8,18 +8,7 @@ import (
 	"time"
 )
 
-// KeepAlive runs the heartbeat on a session's control stream, the same on
-// both sides: it pings the peer every period and answers the peer's pings.
-// It returns when the control stream fails, when ctx ends (nil), or when
-// nothing at all — no heartbeat, no data on any stream — has arrived for
-// HeartbeatMisses periods. Counting data as a sign of life keeps a session
-// whose link is saturated by a video, where a ping may wait seconds behind the
-// data in the socket buffers; the peer's own pings come the other way.
-func KeepAlive(ctx context.Context, sess Session, ctrl Stream, period time.Duration) error {
-	return KeepAliveWith(ctx, sess, ctrl, period, GoAwayHandling{})
-}
-
-// GoAwayHandling is how KeepAliveWith carries going-away notices on the
+// GoAwayHandling is how KeepAlive carries going-away notices on the
 // control stream, next to the heartbeat.
 type GoAwayHandling struct {
 	// Send, when it yields a reason, tells the peer this side is going away.
@@ -29,8 +18,16 @@ type GoAwayHandling struct {
 	Received func(reason string)
 }
 
-// KeepAliveWith is KeepAlive that also sends and receives MsgGoAway.
-func KeepAliveWith(ctx context.Context, sess Session, ctrl Stream, period time.Duration, ga GoAwayHandling) error {
+// KeepAlive runs the heartbeat on a session's control stream, the same on
+// both sides: it pings the peer every period and answers the peer's pings.
+// It returns when the control stream fails, when ctx ends (nil), or when
+// nothing at all — no heartbeat, no data on any stream — has arrived for
+// HeartbeatMisses periods. Counting data as a sign of life keeps a session
+// whose link is saturated by a video, where a ping may wait seconds behind the
+// data in the socket buffers; the peer's own pings come the other way.
+//
+// It also carries the going-away notices (ga), both ways.
+func KeepAlive(ctx context.Context, sess Session, ctrl Stream, period time.Duration, ga GoAwayHandling) error {
 	if period <= 0 {
 		period = HeartbeatPeriod
 	}

@@ -35,7 +35,9 @@ func keepAlivePair(t *testing.T, period time.Duration) (sess *fakeSession, peer 
 	t.Cleanup(func() { a.Close(); b.Close() })
 	sess = &fakeSession{}
 	errc := make(chan error, 1)
-	go func() { errc <- protocol.KeepAlive(t.Context(), sess, pipeStream{a}, period) }()
+	go func() {
+		errc <- protocol.KeepAlive(t.Context(), sess, pipeStream{a}, period, protocol.GoAwayHandling{})
+	}()
 	return sess, b, errc
 }
 
@@ -134,7 +136,7 @@ func TestKeepAliveGoAway(t *testing.T) {
 		got := make(chan string, 1)
 		done := make(chan error, 1)
 		go func() {
-			done <- protocol.KeepAliveWith(t.Context(), sess, pipeStream{a}, period,
+			done <- protocol.KeepAlive(t.Context(), sess, pipeStream{a}, period,
 				protocol.GoAwayHandling{Send: send, Received: func(r string) { got <- r }})
 		}()
 		// The peer: answers pings, says it is going away, and reads ours.

@@ -72,7 +72,7 @@ func (t *tunnelSession) run(ctx context.Context) error {
 	var g errgroup.Group
 	g.Go(func() error {
 		defer cancel() // the control stream's end is the session's end
-		return protocol.KeepAliveWith(ctx, t.sess, t.ctrl, protocol.HeartbeatPeriod, protocol.GoAwayHandling{
+		return protocol.KeepAlive(ctx, t.sess, t.ctrl, protocol.HeartbeatPeriod, protocol.GoAwayHandling{
 			Send: t.goAway,
 			Received: func(reason string) {
 				// The agent is stopping: new requests go to its replicas (or

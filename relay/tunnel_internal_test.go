@@ -113,7 +113,7 @@ func TestSessionEnds(t *testing.T) {
 				ctx, cancel := context.WithCancel(t.Context())
 				defer cancel()
 				agentSide, done := serve(ctx, s)
-				go protocol.KeepAlive(t.Context(), agentSide, hello(t, agentSide), protocol.HeartbeatPeriod)
+				go protocol.KeepAlive(t.Context(), agentSide, hello(t, agentSide), protocol.HeartbeatPeriod, protocol.GoAwayHandling{})
 				time.Sleep(time.Hour)
 				if s.reg.lookup("nas.test", "/") == nil {
 					t.Fatal("route not published an hour on")
