@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"io"
 	"net/http"
 	"strings"
@@ -21,21 +22,9 @@ func TestRelayDrainsOnStop(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr, func(t *testing.T) {
 			e := newEnv(t, tr)
-			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-			defer cancel()
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.url("/files/large.bin"), nil)
-			req.Header.Set("Range", fmt.Sprintf("bytes=0-%d", drainSize-1))
-			resp, err := e.client.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			h := sha256.New()
 			// A viewer: the first 4 MiB, then the stop, then the rest at
 			// up to 200 MB/s, so that the answer ends inside the grace.
-			if _, err := io.CopyN(h, resp.Body, 4<<20); err != nil {
-				t.Fatal(err)
-			}
+			resp, h := startDownload(t, e, 4<<20)
 			stopped := make(chan error, 1)
 			go func() { stopped <- e.relay.stop(syscall.SIGTERM) }()
 			buf := make([]byte, 1<<20)
@@ -73,19 +62,7 @@ func TestAgentDrainsOnStop(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr, func(t *testing.T) {
 			e := newEnv(t, tr)
-			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-			defer cancel()
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.url("/files/large.bin"), nil)
-			req.Header.Set("Range", fmt.Sprintf("bytes=0-%d", drainSize-1))
-			resp, err := e.client.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			h := sha256.New()
-			if _, err := io.CopyN(h, resp.Body, 1<<20); err != nil {
-				t.Fatal(err)
-			}
+			resp, h := startDownload(t, e, 1<<20)
 			stopped := make(chan error, 1)
 			go func() { stopped <- e.agent.stop(syscall.SIGTERM) }()
 			deadline := time.Now().Add(5 * time.Second)
@@ -109,6 +86,27 @@ func TestAgentDrainsOnStop(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startDownload asks for the first drainSize bytes of the large file and
+// reads the first n of them into the hash it returns with the answer, whose
+// body the test's end closes.
+func startDownload(t *testing.T, e *env, n int64) (*http.Response, hash.Hash) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.url("/files/large.bin"), nil)
+	req.Header.Set("Range", fmt.Sprintf("bytes=0-%d", drainSize-1))
+	resp, err := e.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	h := sha256.New()
+	if _, err := io.CopyN(h, resp.Body, n); err != nil {
+		t.Fatal(err)
+	}
+	return resp, h
 }
 
 // drainSize is the answer the drain tests read: a 32 MiB range of the large
