@@ -96,15 +96,8 @@ func TestChromiumSeesStashThroughTunnel(t *testing.T) {
 			url := fmt.Sprintf("https://localhost:%d/stash/", port)
 			// A real wait on what the page shows, not a virtual-time budget: a
 			// WebSocket on a busy machine may take longer than any fixed budget.
-			opts := append(chromedp.DefaultExecAllocatorOptions[:],
-				chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.DisableGPU,
-				chromedp.Flag("disable-quic", true), chromedp.Flag("ignore-certificate-errors", true),
-				chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-				chromedp.Flag("disable-sync", true), chromedp.UserDataDir(t.TempDir()))
-			actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
-			defer acancel()
-			bctx, bcancel := chromedp.NewContext(actx)
-			defer bcancel()
+			bctx := newBrowser(t, ctx, browser,
+				chromedp.Flag("disable-quic", true), chromedp.Flag("ignore-certificate-errors", true))
 			ready := `(() => { const t = (id) => (document.getElementById(id) || {}).textContent || "";
 				return t("wslog").includes("pong") && t("vstatus").includes("ready") && t("proto") !== ""; })()`
 			// The first call starts the browser and must have no deadline of its own.
@@ -145,6 +138,20 @@ func TestChromiumSeesStashThroughTunnel(t *testing.T) {
 			}
 		})
 	}
+}
+
+// newBrowser starts headless Chromium at path for the test, with extra
+// options, and returns the context its actions run in; it stops with the test.
+func newBrowser(t *testing.T, ctx context.Context, path string, extra ...chromedp.ExecAllocatorOption) context.Context {
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.UserDataDir(t.TempDir()))
+	actx, acancel := chromedp.NewExecAllocator(ctx, append(opts, extra...)...)
+	t.Cleanup(acancel)
+	bctx, bcancel := chromedp.NewContext(actx)
+	t.Cleanup(bcancel)
+	return bctx
 }
 
 // text returns the text inside the element with the given id.

@@ -84,14 +84,7 @@ func TestStatusPage(t *testing.T) {
 		}
 	}()
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.WindowSize(1100, 700),
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.UserDataDir(t.TempDir()))
-	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
-	defer acancel()
-	bctx, bcancel := chromedp.NewContext(actx)
-	defer bcancel()
+	bctx := newBrowser(t, ctx, browser, chromedp.WindowSize(1100, 700))
 	if err := chromedp.Do(bctx, chromedp.Navigate("http://"+rs.AdminAddr()+"/")); err != nil {
 		t.Fatalf("chromium: %v", err)
 	}
