@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -31,8 +32,10 @@ type Agent struct {
 	// OnWelcome, if set, is called with each accepted session's Welcome.
 	OnWelcome func(*protocol.Welcome)
 
-	guards       []*loginGuard // one per cfg.Routes entry
-	stashChecked bool          // external_host checked; touched by Run's goroutine only
+	// rc is the routes in force: cfg.Routes at start, then a reload's.
+	rc           atomic.Pointer[routeConfig]
+	reloadMu     sync.Mutex // one reload at a time
+	stashChecked bool       // external_host checked; touched by Run's goroutine only
 
 	mu       sync.Mutex
 	state    string    // guarded by mu; the last state logged
@@ -83,9 +86,7 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 		return ps, ok
 	}, fallback: lossyFallback, started: time.Now()}
 	a.metrics = a.newMetrics()
-	for _, r := range cfg.Routes {
-		a.guards = append(a.guards, newLoginGuard(r))
-	}
+	a.rc.Store(newRouteConfig(cfg.Routes, nil))
 	return a, nil
 }
 
@@ -221,7 +222,7 @@ func (a *Agent) DryRun(ctx context.Context) (*protocol.Welcome, error) {
 		return nil, fmt.Errorf("dial relay %s: %w", a.cfg.Relay, err)
 	}
 	defer sess.Close()
-	ctrl, w, err := handshake(ctx, sess, a.cfg.Token, a.cfg.Name, a.cfg.Routes, protocol.FeatureDryRun)
+	ctrl, w, err := handshake(ctx, sess, a.cfg.Token, a.cfg.Name, a.rc.Load().routes, protocol.FeatureDryRun)
 	if err != nil {
 		return nil, err
 	}
@@ -229,12 +230,12 @@ func (a *Agent) DryRun(ctx context.Context) (*protocol.Welcome, error) {
 	return w, nil
 }
 
-// publishable returns the indices of the routes that may be published now:
+// publishable returns the indices of rc's routes that may be published now:
 // all but a Stash without a login (unless the route allows it).
-func (a *Agent) publishable(ctx context.Context) ([]int, error) {
+func (a *Agent) publishable(ctx context.Context, rc *routeConfig) ([]int, error) {
 	var out []int
 	var errs []error
-	for i, g := range a.guards {
+	for i, g := range rc.guards {
 		if _, err := g.check(ctx); err != nil {
 			if g.warnOnce() {
 				a.log.Error("route not published", "host", g.route.Host, "prefix", g.route.Prefix, "reason", err)

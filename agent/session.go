@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,9 +21,15 @@ type session struct {
 	a         *Agent
 	log       *slog.Logger
 	sess      protocol.Session
-	ctrl      protocol.Stream       // the control stream; its end is the session's
-	routes    map[uint32]*liveRoute // by the id the relay gave each route
+	ctrl      protocol.Stream // the control stream; its end is the session's
+	routes    routeTable      // by the id the relay gave each route
 	heartbeat time.Duration
+	// updates: the relay takes route requests on the live session.
+	updates bool
+	out     chan protocol.Message // route requests to send
+	asked   atomic.Pointer[askedRoutes] // what routes holds
+	pending atomic.Pointer[askedRoutes] // what the last route request asked for
+	seq     atomic.Uint64               // the last route request's
 	sched     *scheduler // orders what the streams send: interactive first, bulk paced
 
 	id     string        // the relay's session id
@@ -32,7 +38,8 @@ type session struct {
 	left   chan struct{} // closed when the agent leaves this session for a new one
 
 	leaveOnce    sync.Once
-	relayLeaving chan struct{} // closed when the relay says it is going away
+	relayOnce    sync.Once
+	relayLeaving chan struct{} // closed when the agent leaves the relay's session for a new one
 	goAway       chan string   // a reason here tells the relay the agent is going away
 }
 
@@ -41,7 +48,8 @@ type session struct {
 func (a *Agent) connect(ctx context.Context) (*session, error) {
 	// Login checks first: they may take seconds, and the relay gives a new
 	// session only HandshakeTimeout to say hello.
-	idx, err := a.publishable(ctx)
+	rc := a.rc.Load()
+	idx, err := a.publishable(ctx, rc)
 	if err != nil {
 		return nil, err
 	}
@@ -49,7 +57,7 @@ func (a *Agent) connect(ctx context.Context) (*session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial relay %s: %w", a.cfg.Relay, err)
 	}
-	s, err := a.hello(ctx, sess, idx)
+	s, err := a.hello(ctx, sess, rc, idx)
 	if err != nil {
 		sess.Close()
 		return nil, err
@@ -57,26 +65,16 @@ func (a *Agent) connect(ctx context.Context) (*session, error) {
 	return s, nil
 }
 
-// hello publishes the routes cfg.Routes[idx] on sess; once the relay has
+// hello publishes the routes rc.routes[idx] on sess; once the relay has
 // welcomed them, the session it returns is connected.
-func (a *Agent) hello(ctx context.Context, sess protocol.Session, idx []int) (*session, error) {
-	var routes []Route
-	for _, i := range idx {
-		routes = append(routes, a.cfg.Routes[i])
-	}
-	ctrl, welcome, err := handshake(ctx, sess, a.cfg.Token, a.cfg.Name, routes)
+func (a *Agent) hello(ctx context.Context, sess protocol.Session, rc *routeConfig, idx []int) (*session, error) {
+	ask := &askedRoutes{rc: rc, idx: idx}
+	ctrl, welcome, err := handshake(ctx, sess, a.cfg.Token, a.cfg.Name, ask.routes(), protocol.FeatureRouteUpdates)
 	if err != nil {
 		return nil, err
 	}
-	live, published := a.liveRoutes(idx, welcome)
-	refused := map[[2]string]string{}
-	for _, ref := range welcome.Refused {
-		a.log.Error("relay refused route", "host", ref.Host, "prefix", ref.Prefix, "reason", ref.Reason)
-		refused[[2]string{ref.Host, normPrefix(ref.Prefix)}] = "the relay refused it: " + ref.Reason
-	}
-	a.mu.Lock()
-	a.refused = refused
-	a.mu.Unlock()
+	live, published := ask.match(welcome.Accepted)
+	a.noteRefused(welcome.Refused)
 	a.setState("connected "+welcome.SessionID, "connected", slog.LevelInfo, "session", welcome.SessionID, "transport", sess.Transport(), "relay", a.cfg.Relay, "routes", published)
 	a.markReplaced()
 	if !a.stashChecked {
@@ -86,38 +84,37 @@ func (a *Agent) hello(ctx context.Context, sess protocol.Session, idx []int) (*s
 	if a.OnWelcome != nil {
 		a.OnWelcome(welcome)
 	}
-	return &session{
+	s := &session{
 		a:            a,
 		log:          a.log.With("session", welcome.SessionID),
 		id:           welcome.SessionID,
 		since:        time.Now(),
 		sess:         sess,
 		ctrl:         ctrl,
-		routes:       live,
 		heartbeat:    time.Duration(welcome.HeartbeatMillis) * time.Millisecond,
+		updates:      slices.Contains(welcome.Features, protocol.FeatureRouteUpdates),
+		out:          make(chan protocol.Message, 1),
 		sched:        newScheduler(a.log.With("session", welcome.SessionID), pathDelayer(sess)),
 		left:         make(chan struct{}),
 		relayLeaving: make(chan struct{}),
 		goAway:       make(chan string, 1),
-	}, nil
+	}
+	s.routes.set(live)
+	s.asked.Store(ask)
+	return s, nil
 }
 
-// liveRoutes matches the routes the relay accepted to the configured ones,
-// and describes them for the log.
-func (a *Agent) liveRoutes(idx []int, welcome *protocol.Welcome) (map[uint32]*liveRoute, []string) {
-	live := map[uint32]*liveRoute{}
-	var published []string
-	for _, acc := range welcome.Accepted {
-		for _, i := range idx {
-			r := a.cfg.Routes[i]
-			if r.Host == acc.Host && normPrefix(r.Prefix) == acc.Prefix {
-				addr, _ := ParseService(r.Service)
-				live[acc.ID] = &liveRoute{Route: r, addr: addr, guard: a.guards[i]}
-				published = append(published, strings.Join(acc.PublicURLs, " ")+" → "+r.Service)
-			}
-		}
+// noteRefused logs the routes the relay refused and keeps the reasons for
+// the status.
+func (a *Agent) noteRefused(refusals []protocol.RefusedRoute) {
+	refused := map[[2]string]string{}
+	for _, ref := range refusals {
+		a.log.Error("relay refused route", "host", ref.Host, "prefix", ref.Prefix, "reason", ref.Reason)
+		refused[[2]string{ref.Host, normPrefix(ref.Prefix)}] = "the relay refused it: " + ref.Reason
 	}
-	return live, published
+	a.mu.Lock()
+	a.refused = refused
+	a.mu.Unlock()
 }
 
 // checkStash logs, once per service, whether each published Stash's
@@ -175,7 +172,7 @@ func (s *session) run(ctx context.Context) (err error) {
 		s.active.Add(1)
 		g.Go(func() error {
 			defer s.active.Add(-1)
-			s.a.serveStream(sctx, s.log, s.routes, s.sched.stream(st))
+			s.a.serveStream(sctx, s.log, &s.routes, s.sched.stream(st))
 			return nil
 		})
 	}
@@ -184,20 +181,27 @@ func (s *session) run(ctx context.Context) (err error) {
 // keepAlive runs the heartbeat on the control stream until it fails or ctx
 // ends; it carries the going-away notices both ways.
 func (s *session) keepAlive(ctx context.Context) error {
-	var once sync.Once
-	err := protocol.KeepAlive(ctx, s.sess, s.ctrl, s.heartbeat, protocol.GoAwayHandling{
-		Send: s.goAway,
-		Received: func(reason string) {
-			once.Do(func() {
-				s.log.Info("relay going away: connecting anew while this session finishes its streams", "reason", reason)
-				close(s.relayLeaving)
-			})
+	err := protocol.KeepAlive(ctx, s.sess, s.ctrl, s.heartbeat, protocol.Control{
+		GoAway: s.goAway,
+		GoingAway: func(reason string) {
+			s.leaveRelay("relay going away: connecting anew while this session finishes its streams", "reason", reason)
 		},
+		Out:    s.out,
+		Handle: s.handle,
 	})
 	if err == nil || errors.Is(err, context.Canceled) {
 		return nil
 	}
 	return fmt.Errorf("session lost: %w", err)
+}
+
+// leaveRelay has the agent connect anew while this session finishes its
+// streams (leaveWithRelay); the first call logs why.
+func (s *session) leaveRelay(why string, args ...any) {
+	s.relayOnce.Do(func() {
+		s.log.Info(why, args...)
+		close(s.relayLeaving)
+	})
 }
 
 // leaveIfLossy watches the QUIC path's packet loss until ctx ends; when the

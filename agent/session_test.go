@@ -61,7 +61,7 @@ func connected(t *testing.T, a *Agent) (*session, *memsession.Session, protocol.
 	agentSide, relaySide := memsession.Pair()
 	ctrl := make(chan protocol.Stream, 1)
 	go func() { ctrl <- welcome(t, relaySide) }()
-	s, err := a.hello(t.Context(), agentSide, []int{0})
+	s, err := a.hello(t.Context(), agentSide, a.rc.Load(), []int{0})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestSessionEndsWhenRelayFallsSilent(t *testing.T) {
 func TestSessionEndsWithAgent(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s, relaySide, ctrl := connected(t, testAgent(t, Config{}))
-		go protocol.KeepAlive(t.Context(), relaySide, ctrl, testPeriod, protocol.GoAwayHandling{})
+		go protocol.KeepAlive(t.Context(), relaySide, ctrl, testPeriod, protocol.Control{})
 		if _, err := relaySide.OpenStream(t.Context()); err != nil {
 			t.Fatal(err)
 		}
@@ -109,7 +109,7 @@ func TestSessionEndsWithAgent(t *testing.T) {
 func TestSessionEndsWithRelay(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s, relaySide, ctrl := connected(t, testAgent(t, Config{}))
-		go protocol.KeepAlive(t.Context(), relaySide, ctrl, testPeriod, protocol.GoAwayHandling{})
+		go protocol.KeepAlive(t.Context(), relaySide, ctrl, testPeriod, protocol.Control{})
 		time.AfterFunc(time.Minute, func() { relaySide.Close() })
 		start := time.Now()
 		err := s.run(t.Context())
@@ -130,7 +130,7 @@ func TestHandOver(t *testing.T) {
 		lossy.Store(true)
 		a.pathStats = func(protocol.Session) (protocol.PathStatser, bool) { return &fakeLoss{lossy: &lossy}, true }
 		s, relaySide, ctrl := connected(t, a)
-		go protocol.KeepAlive(t.Context(), relaySide, ctrl, testPeriod, protocol.GoAwayHandling{})
+		go protocol.KeepAlive(t.Context(), relaySide, ctrl, testPeriod, protocol.Control{})
 		// A stream that sends no header stays active until the agent's
 		// header deadline, HandshakeTimeout after it opened.
 		if _, err := relaySide.OpenStream(t.Context()); err != nil {
@@ -174,7 +174,7 @@ func TestHandOverEndsWithSession(t *testing.T) {
 		lossy.Store(true)
 		a.pathStats = func(protocol.Session) (protocol.PathStatser, bool) { return &fakeLoss{lossy: &lossy}, true }
 		s, relaySide, ctrl := connected(t, a)
-		go protocol.KeepAlive(t.Context(), relaySide, ctrl, testPeriod, protocol.GoAwayHandling{})
+		go protocol.KeepAlive(t.Context(), relaySide, ctrl, testPeriod, protocol.Control{})
 		ended := make(chan error, 1)
 		go func() { ended <- s.run(t.Context()) }()
 		<-s.left

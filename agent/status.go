@@ -62,7 +62,7 @@ func (a *Agent) Status() admin.Status {
 			ss.RTT = ps.PathStats().SmoothedRTT
 		}
 		st.Sessions = append(st.Sessions, ss)
-		for _, rt := range s.routes {
+		for _, rt := range s.routes.all() {
 			published[[2]string{rt.Host, normPrefix(rt.Prefix)}] = true
 		}
 	}
@@ -70,7 +70,7 @@ func (a *Agent) Status() admin.Status {
 	if !ready {
 		reason = "not connected to the relay"
 	}
-	for _, r := range a.cfg.Routes {
+	for _, r := range a.rc.Load().routes {
 		k := [2]string{r.Host, normPrefix(r.Prefix)}
 		rs := RouteStatus{Host: r.Host, Prefix: r.Prefix, Service: r.Service, Published: published[k]}
 		if !rs.Published {

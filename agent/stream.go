@@ -14,7 +14,7 @@ const serviceDialTimeout = 10 * time.Second
 
 // serveStream reads a stream's header, dials the route's service and copies
 // bytes both ways until both directions are done.
-func (a *Agent) serveStream(ctx context.Context, log *slog.Logger, routes map[uint32]*liveRoute, st protocol.Stream) {
+func (a *Agent) serveStream(ctx context.Context, log *slog.Logger, routes *routeTable, st protocol.Stream) {
 	defer st.Close()
 	_ = st.SetReadDeadline(time.Now().Add(protocol.HandshakeTimeout))
 	hdr, err := protocol.ReadStreamHeader(st)
@@ -23,7 +23,7 @@ func (a *Agent) serveStream(ctx context.Context, log *slog.Logger, routes map[ui
 		return
 	}
 	_ = st.SetReadDeadline(time.Time{})
-	rt := routes[hdr.RouteID]
+	rt := routes.get(hdr.RouteID)
 	if rt == nil {
 		_ = protocol.WriteStatus(st, protocol.StatusUnknownRoute, "no route with this id")
 		return

@@ -23,14 +23,46 @@ const (
 	// on this session and ends it once its streams are done. Its body is a
 	// GoAway.
 	MsgGoAway MsgType = 6
+	// MsgRoutes asks the relay, on a live session, to publish a new set of
+	// routes (the agent reloaded its config). Its body is a RouteRequest;
+	// the relay answers MsgRouteUpdate.
+	MsgRoutes MsgType = 7
+	// MsgRouteUpdate tells the agent which of its routes are published now:
+	// the answer to MsgRoutes, or unasked when the relay's config changed.
+	// Its body is a RouteUpdate.
+	MsgRouteUpdate MsgType = 8
 )
+
+// FeatureRouteUpdates in a Hello says the agent takes MsgRouteUpdate on a
+// live session; a relay that honours it lists it in the Welcome and takes
+// MsgRoutes. Without it, a relay whose config changes an agent's routes
+// ends that agent's sessions, and the agent connects anew.
+const FeatureRouteUpdates = "route_updates"
+
+// RouteRequest is the body of MsgRoutes: every route the agent wants
+// published now, as in Hello.
+type RouteRequest struct {
+	// Seq is echoed in the RouteUpdate that answers it.
+	Seq    uint64  `json:"seq"`
+	Routes []Route `json:"routes"`
+}
+
+// RouteUpdate is the body of MsgRouteUpdate: the session's routes now, as
+// in Welcome. Routes not listed are no longer published; data streams name
+// the accepted ones by ID (a route kept keeps its ID).
+type RouteUpdate struct {
+	// Seq is the RouteRequest's it answers, or 0 when the relay's config changed.
+	Seq      uint64          `json:"seq"`
+	Accepted []AcceptedRoute `json:"accepted"`
+	Refused  []RefusedRoute  `json:"refused,omitempty"`
+}
 
 // GoAway is the body of MsgGoAway.
 type GoAway struct {
 	Reason string `json:"reason"`
 }
 
-var msgTypeNames = [...]string{MsgHello: "hello", MsgWelcome: "welcome", MsgReject: "reject", MsgPing: "ping", MsgPong: "pong", MsgGoAway: "go away"}
+var msgTypeNames = [...]string{MsgHello: "hello", MsgWelcome: "welcome", MsgReject: "reject", MsgPing: "ping", MsgPong: "pong", MsgGoAway: "go away", MsgRoutes: "routes", MsgRouteUpdate: "route update"}
 
 func (t MsgType) String() string {
 	if int(t) < len(msgTypeNames) && msgTypeNames[t] != "" {

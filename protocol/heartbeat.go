@@ -8,14 +8,26 @@ import (
 	"time"
 )
 
-// GoAwayHandling is how KeepAlive carries going-away notices on the
-// control stream, next to the heartbeat.
-type GoAwayHandling struct {
-	// Send, when it yields a reason, tells the peer this side is going away.
-	Send <-chan string
-	// Received is called with the reason when the peer says it is going
+// Control is what KeepAlive carries on the control stream next to the
+// heartbeat: going-away notices and route updates, both ways.
+type Control struct {
+	// GoAway, when it yields a reason, tells the peer this side is going away.
+	GoAway <-chan string
+	// GoingAway is called with the reason when the peer says it is going
 	// away; the heartbeat goes on, for the streams still running.
-	Received func(reason string)
+	GoingAway func(reason string)
+	// Out are other messages to send (route updates), written in order.
+	Out <-chan Message
+	// Handle is called, in order, with every message that is neither
+	// heartbeat nor going-away notice. An error ends the session.
+	Handle func(t MsgType, body []byte) error
+}
+
+// Message is a control message to write: its type and its body, which is
+// encoded as JSON.
+type Message struct {
+	Type MsgType
+	Body any
 }
 
 // KeepAlive runs the heartbeat on a session's control stream, the same on
@@ -26,8 +38,9 @@ type GoAwayHandling struct {
 // whose link is saturated by a video, where a ping may wait seconds behind the
 // data in the socket buffers; the peer's own pings come the other way.
 //
-// It also carries the going-away notices (ga), both ways.
-func KeepAlive(ctx context.Context, sess Session, ctrl Stream, period time.Duration, ga GoAwayHandling) error {
+// It also carries the going-away notices and other control messages (c),
+// both ways.
+func KeepAlive(ctx context.Context, sess Session, ctrl Stream, period time.Duration, c Control) error {
 	if period <= 0 {
 		period = HeartbeatPeriod
 	}
@@ -41,17 +54,18 @@ func KeepAlive(ctx context.Context, sess Session, ctrl Stream, period time.Durat
 		defer wmu.Unlock()
 		return writeHeartbeat(ctrl, t, seq)
 	}
-	sendGoAway := func(reason string) error {
+	send := func(m Message) error {
 		wmu.Lock()
 		defer wmu.Unlock()
-		return WriteMessage(ctrl, MsgGoAway, &GoAway{Reason: reason})
+		return WriteMessage(ctrl, m.Type, m.Body)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	failed := make(chan error, 2)
+	failed := make(chan error, 3)
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	defer cancel()     // ends the message writer
 	defer ctrl.Close() // ends the reader and a blocked writer
 	wg.Add(1)
 	go func() {
@@ -68,12 +82,22 @@ func KeepAlive(ctx context.Context, sess Session, ctrl Stream, period time.Durat
 					failed <- fmt.Errorf("protocol: bad go-away: %w", err)
 					return
 				}
-				if ga.Received != nil {
-					ga.Received(g.Reason)
+				if c.GoingAway != nil {
+					c.GoingAway(g.Reason)
 				}
 				continue
 			}
+			if t == MsgPong {
+				continue
+			}
 			if t != MsgPing {
+				if c.Handle == nil {
+					continue // a message this side does not take
+				}
+				if err := c.Handle(t, body); err != nil {
+					failed <- fmt.Errorf("protocol: %v message: %w", t, err)
+					return
+				}
 				continue
 			}
 			var hb heartbeat
@@ -88,6 +112,27 @@ func KeepAlive(ctx context.Context, sess Session, ctrl Stream, period time.Durat
 			}()
 		}
 	}()
+
+	if c.Out != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case m := <-c.Out:
+					if err := send(m); err != nil {
+						select {
+						case failed <- err:
+						default:
+						}
+						return
+					}
+				}
+			}
+		}()
+	}
 
 	pinging := make(chan struct{}, 1)
 	ping := func(seq uint64) {
@@ -121,12 +166,12 @@ func KeepAlive(ctx context.Context, sess Session, ctrl Stream, period time.Durat
 		select {
 		case <-ctx.Done():
 			return nil
-		case reason := <-ga.Send:
-			ga.Send = nil // said once
+		case reason := <-c.GoAway:
+			c.GoAway = nil // said once
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				_ = sendGoAway(reason)
+				_ = send(Message{MsgGoAway, &GoAway{Reason: reason}})
 			}()
 		case err := <-failed:
 			if ctx.Err() != nil {

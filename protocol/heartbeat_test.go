@@ -2,7 +2,10 @@ package protocol_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"net"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -36,7 +39,7 @@ func keepAlivePair(t *testing.T, period time.Duration) (sess *fakeSession, peer 
 	sess = &fakeSession{}
 	errc := make(chan error, 1)
 	go func() {
-		errc <- protocol.KeepAlive(t.Context(), sess, pipeStream{a}, period, protocol.GoAwayHandling{})
+		errc <- protocol.KeepAlive(t.Context(), sess, pipeStream{a}, period, protocol.Control{})
 	}()
 	return sess, b, errc
 }
@@ -137,7 +140,7 @@ func TestKeepAliveGoAway(t *testing.T) {
 		done := make(chan error, 1)
 		go func() {
 			done <- protocol.KeepAlive(t.Context(), sess, pipeStream{a}, period,
-				protocol.GoAwayHandling{Send: send, Received: func(r string) { got <- r }})
+				protocol.Control{GoAway: send, GoingAway: func(r string) { got <- r }})
 		}()
 		// The peer: answers pings, says it is going away, and reads ours.
 		peerGot := make(chan string, 1)
@@ -171,6 +174,71 @@ func TestKeepAliveGoAway(t *testing.T) {
 		case err := <-done:
 			t.Fatalf("the heartbeat ended after the going-away notices: %v", err)
 		default:
+		}
+	})
+}
+
+// Route messages travel on the control stream in order, both ways; a
+// message its handler refuses ends the session.
+func TestKeepAliveMessages(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const period = 2 * time.Second
+		a, b := net.Pipe()
+		defer a.Close()
+		defer b.Close()
+		sess := &fakeSession{}
+		out := make(chan protocol.Message, 2)
+		var handled []uint64
+		done := make(chan error, 1)
+		go func() {
+			done <- protocol.KeepAlive(t.Context(), sess, pipeStream{a}, period, protocol.Control{
+				Out: out,
+				Handle: func(mt protocol.MsgType, body []byte) error {
+					if mt != protocol.MsgRoutes {
+						return errors.New("not a route request")
+					}
+					var req protocol.RouteRequest
+					if err := json.Unmarshal(body, &req); err != nil {
+						return err
+					}
+					handled = append(handled, req.Seq)
+					return nil
+				},
+			})
+		}()
+		peerGot := make(chan protocol.RouteUpdate, 2)
+		go func() {
+			for {
+				mt, body, err := protocol.ReadFrame(b)
+				if err != nil {
+					return
+				}
+				if mt == protocol.MsgRouteUpdate {
+					var u protocol.RouteUpdate
+					_ = json.Unmarshal(body, &u)
+					peerGot <- u
+				}
+			}
+		}()
+		out <- protocol.Message{Type: protocol.MsgRouteUpdate, Body: &protocol.RouteUpdate{Seq: 1}}
+		out <- protocol.Message{Type: protocol.MsgRouteUpdate, Body: &protocol.RouteUpdate{Seq: 2}}
+		if u1, u2 := <-peerGot, <-peerGot; u1.Seq != 1 || u2.Seq != 2 {
+			t.Errorf("peer read updates %d, %d; want 1, 2", u1.Seq, u2.Seq)
+		}
+		for seq := uint64(1); seq <= 3; seq++ {
+			if err := protocol.WriteMessage(b, protocol.MsgRoutes, &protocol.RouteRequest{Seq: seq}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		synctest.Wait()
+		if !slices.Equal(handled, []uint64{1, 2, 3}) {
+			t.Errorf("handled %v, want [1 2 3]", handled)
+		}
+		if err := protocol.WriteMessage(b, protocol.MsgType(99), struct{}{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err == nil || !strings.Contains(err.Error(), "not a route request") {
+			t.Errorf("KeepAlive ended with %v, want the handler's error", err)
 		}
 	})
 }

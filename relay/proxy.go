@@ -251,14 +251,15 @@ func stripPrefix(p, prefix string) string {
 }
 
 func (s *Server) trusted(remote string) bool {
-	if len(s.cfg.TrustedProxies) == 0 {
+	trusted := s.current().TrustedProxies
+	if len(trusted) == 0 {
 		return false
 	}
 	ap, err := netip.ParseAddrPort(remote)
 	if err != nil {
 		return false
 	}
-	for _, p := range s.cfg.TrustedProxies {
+	for _, p := range trusted {
 		if p.Contains(ap.Addr().Unmap()) {
 			return true
 		}
@@ -330,7 +331,7 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	w := s.metrics.writer(rw, label)
 	defer func() {
 		s.metrics.observe(label, r, w, start)
-		if s.cfg.AccessLog {
+		if s.current().AccessLog {
 			s.accessLog(r, w, start)
 		}
 	}()
@@ -372,7 +373,7 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r = r.WithContext(context.WithValue(r.Context(), routeKey, rt))
-	if limit := s.cfg.Limits.StalledClient; limit > 0 {
+	if limit := s.current().Limits.StalledClient; limit > 0 {
 		s.serveWatched(w, r, limit)
 		return
 	}
@@ -389,8 +390,8 @@ func canonicalHost(h string) string {
 }
 
 func (s *Server) granted(host string) bool {
-	for i := range s.cfg.Agents {
-		if s.cfg.Agents[i].Allows(host) {
+	for _, g := range s.current().Agents {
+		if g.Allows(host) {
 			return true
 		}
 	}

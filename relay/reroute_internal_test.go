@@ -12,6 +12,7 @@ import (
 // to a shorter prefix or another agent's route.
 func TestRerouteOnlyToReplicas(t *testing.T) {
 	s := &Server{reg: newRegistry(), metrics: newMetrics()}
+	s.conf.Store(&s.cfg)
 	deadA, deadB := memsession.Pair()
 	deadA.Close()
 	deadB.Close()

@@ -16,6 +16,7 @@ import (
 	"net/http/httputil"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -29,7 +30,12 @@ import (
 
 // Server is a relay.
 type Server struct {
+	// cfg is the config the relay started with; conf is the one in force,
+	// which a reload may change (see Reload for what it may change).
 	cfg       Config
+	conf      atomic.Pointer[Config]
+	reloadMu  sync.Mutex    // one reload at a time, and no route change beside it
+	gen       atomic.Uint64 // counts reloads
 	log       *slog.Logger
 	reg       *registry
 	proxy     *httputil.ReverseProxy
@@ -76,6 +82,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, reg: newRegistry(), metrics: newMetrics(), started: time.Now(), clients: newClientLimit(cfg.Limits.StreamsPerClient)}
+	s.conf.Store(&cfg)
 	s.draining, s.drainStart = context.WithCancel(context.Background())
 	s.proxy = s.newProxy()
 	cert, err := LoadTunnelCertificate(cfg.Tunnel, cfg.StateDir)
@@ -172,7 +179,7 @@ func (s *Server) closeListeners() {
 // and lets the requests in flight finish for up to shutdown_grace.
 func (s *Server) drain(sessions *sync.WaitGroup) []error {
 	s.drainStart()
-	grace := s.cfg.ShutdownGrace
+	grace := s.current().ShutdownGrace
 	s.log.Info("relay stopping: finishing the requests in flight", "grace", grace)
 	errs := []error{s.tunnel.Close()}
 	for _, ts := range s.live.Items() {

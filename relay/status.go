@@ -57,7 +57,7 @@ func (s *Server) Status() admin.Status {
 	if a := s.HTTPSAddr(); a != nil {
 		st.Listeners["https"] = a.String()
 	}
-	for _, g := range s.cfg.Agents {
+	for _, g := range s.current().Agents {
 		st.Agents = append(st.Agents, g.Name)
 	}
 	sessions := s.live.Items()
@@ -73,7 +73,7 @@ func (s *Server) Status() admin.Status {
 				ss.LossRate = float64(p.PacketsLost) / float64(p.PacketsSent)
 			}
 		}
-		for _, rt := range ts.routes {
+		for _, rt := range ts.published() {
 			ss.Streams = rt.streams.Load()
 			k := [2]string{rt.host, rt.prefix}
 			r := byRoute[k]

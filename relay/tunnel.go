@@ -13,6 +13,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,7 +34,18 @@ type tunnelSession struct {
 	goAway chan string // a reason here tells the agent the relay is going away
 	sess   protocol.Session
 	ctrl   protocol.Stream // the control stream; its end is the session's
-	routes []*route        // published for this session
+	// streams counts the session's open streams, shared by its routes.
+	streams *atomic.Int64
+	// updates: the agent takes route updates on the live session.
+	updates bool
+	out     chan protocol.Message // route updates to send
+	gen     uint64                // the config generation its routes were published under
+
+	mu        sync.Mutex
+	routes    []*route         // guarded by mu; published for this session
+	requested []protocol.Route // guarded by mu; what the agent asks for
+	leaving   bool             // guarded by mu; the agent said it is going away
+	dirty     bool             // guarded by mu; routes changed since the agent was told
 }
 
 // serveSession runs one agent session: the handshake on its control stream,
@@ -49,6 +61,13 @@ func (s *Server) serveSession(ctx context.Context, sess protocol.Session) {
 	live.Inc()
 	defer live.Dec()
 	defer s.live.Add(ts)()
+	if ts.gen != s.gen.Load() {
+		// A reload ran while the session was welcomed; it did not see it.
+		s.reloadMu.Lock()
+		ts.dropUnwanted()
+		ts.reconcile(0)
+		s.reloadMu.Unlock()
+	}
 	if err := ts.run(ctx); err != nil {
 		ts.log.Info("agent session ended", "reason", err)
 	}
@@ -72,15 +91,19 @@ func (t *tunnelSession) run(ctx context.Context) error {
 	var g errgroup.Group
 	g.Go(func() error {
 		defer cancel() // the control stream's end is the session's end
-		return protocol.KeepAlive(ctx, t.sess, t.ctrl, protocol.HeartbeatPeriod, protocol.GoAwayHandling{
-			Send: t.goAway,
-			Received: func(reason string) {
+		return protocol.KeepAlive(ctx, t.sess, t.ctrl, protocol.HeartbeatPeriod, protocol.Control{
+			GoAway: t.goAway,
+			GoingAway: func(reason string) {
 				// The agent is stopping: new requests go to its replicas (or
 				// get the agent-offline page); its streams finish here.
 				t.log.Info("agent going away", "reason", reason)
-				t.srv.reg.remove(t.routes)
-				t.dropIdle()
+				t.mu.Lock()
+				t.leaving = true
+				t.mu.Unlock()
+				t.unpublish()
 			},
+			Out:    t.out,
+			Handle: t.handle,
 		})
 	})
 	select {
@@ -94,23 +117,31 @@ func (t *tunnelSession) run(ctx context.Context) error {
 
 // dropIdle closes the idle pooled streams of the session's routes: each
 // holds a connection to a service at the agent's end.
-func (t *tunnelSession) dropIdle() {
+func (t *tunnelSession) dropIdle(routes []*route) {
 	if t.srv.transport == nil {
 		return
 	}
 	var hosts []string
-	for _, rt := range t.routes {
+	for _, rt := range routes {
 		hosts = append(hosts, routeHost(rt))
 	}
 	t.srv.transport.closeIdle(hosts...)
 }
 
+// published is a copy of the session's routes.
+func (t *tunnelSession) published() []*route {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.routes)
+}
+
 // unpublish removes the session's routes; other sessions serving the same
 // routes (replicas) keep serving them.
 func (t *tunnelSession) unpublish() {
-	t.srv.reg.remove(t.routes)
-	t.dropIdle()
-	for _, rt := range t.routes {
+	routes := t.published()
+	t.srv.reg.remove(routes)
+	t.dropIdle(routes)
+	for _, rt := range routes {
 		if n := t.srv.reg.replicas(rt.host, rt.prefix); n > 0 {
 			t.log.Info("route still served by other sessions", "host", rt.host, "prefix", rt.prefix, "sessions", n)
 		}
@@ -139,7 +170,9 @@ func (s *Server) handshake(ctx context.Context, sess protocol.Session, log *slog
 	}
 	sessionID := newSessionID()
 	log = log.With("agent", grant.Name, "session", sessionID)
-	routes, welcome := s.publish(grant, sess, hello, log)
+	gen := s.gen.Load()
+	streams := new(atomic.Int64) // the session's open streams, for picking among replicas
+	routes, welcome := s.publish(grant, sess, streams, hello, log)
 	welcome.SessionID = sessionID
 	if !s.answer(ctrl, routes, welcome, log) {
 		s.reg.remove(routes)
@@ -151,7 +184,11 @@ func (s *Server) handshake(ctx context.Context, sess protocol.Session, log *slog
 		hosts = append(hosts, a.Host+a.Prefix)
 	}
 	log.Info("agent connected", "routes", hosts)
-	return &tunnelSession{srv: s, log: log, agent: grant.Name, id: sessionID, since: time.Now(), goAway: make(chan string, 1), sess: sess, ctrl: ctrl, routes: routes}
+	return &tunnelSession{srv: s, log: log, agent: grant.Name, id: sessionID, since: time.Now(),
+		goAway: make(chan string, 1), sess: sess, ctrl: ctrl, streams: streams,
+		updates: slices.Contains(welcome.Features, protocol.FeatureRouteUpdates),
+		out:     make(chan protocol.Message, 4), gen: gen,
+		routes: routes, requested: hello.Routes}
 }
 
 // readHello reads the agent's hello and authenticates it; a nil grant means
@@ -204,8 +241,7 @@ func truncate(s string, n int) string {
 
 // publish publishes the routes the agent asks for and may have (a dry run
 // only checks them), and returns them with the welcome that lists them.
-func (s *Server) publish(grant *AgentGrant, sess protocol.Session, hello *protocol.Hello, log *slog.Logger) ([]*route, *protocol.Welcome) {
-	streams := new(atomic.Int64) // the session's open streams, for picking among replicas
+func (s *Server) publish(grant *AgentGrant, sess protocol.Session, streams *atomic.Int64, hello *protocol.Hello, log *slog.Logger) ([]*route, *protocol.Welcome) {
 	var routes []*route
 	welcome := &protocol.Welcome{
 		Version:         protocol.Version,
@@ -215,6 +251,8 @@ func (s *Server) publish(grant *AgentGrant, sess protocol.Session, hello *protoc
 	dryRun := slices.Contains(hello.Features, protocol.FeatureDryRun)
 	if dryRun {
 		welcome.Features = []string{protocol.FeatureDryRun}
+	} else if slices.Contains(hello.Features, protocol.FeatureRouteUpdates) {
+		welcome.Features = []string{protocol.FeatureRouteUpdates}
 	}
 	for _, want := range hello.Routes {
 		host, prefix, reason := s.checkRoute(grant, want)
@@ -290,8 +328,9 @@ func linger(ctrl protocol.Stream) {
 func (s *Server) authenticate(token string) *AgentGrant {
 	sum := sha256.Sum256([]byte(token))
 	var found *AgentGrant
-	for i := range s.cfg.Agents {
-		g := &s.cfg.Agents[i]
+	agents := s.current().Agents
+	for i := range agents {
+		g := &agents[i]
 		if subtle.ConstantTimeCompare(sum[:], g.TokenSHA256[:]) == 1 && token != "" {
 			found = g
 		}
@@ -322,9 +361,9 @@ func (s *Server) checkRoute(g *AgentGrant, r protocol.Route) (host, prefix, reas
 
 // exactOwner is the agent granted host by its exact name, or "".
 func (s *Server) exactOwner(host string) string {
-	for i := range s.cfg.Agents {
-		if slices.Contains(s.cfg.Agents[i].Hosts, host) {
-			return s.cfg.Agents[i].Name
+	for _, g := range s.current().Agents {
+		if slices.Contains(g.Hosts, host) {
+			return g.Name
 		}
 	}
 	return ""

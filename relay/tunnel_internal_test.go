@@ -20,12 +20,14 @@ import (
 // sessionServer is a relay with no listener, granting nas.test to the
 // agent with token "tok".
 func sessionServer(t *testing.T) *Server {
-	return &Server{
+	s := &Server{
 		cfg:     Config{Agents: []AgentGrant{{Name: "nas", TokenSHA256: sha256.Sum256([]byte("tok")), Hosts: []string{"nas.test"}}}},
 		log:     slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})).With("role", "relay"),
 		reg:     newRegistry(),
 		metrics: newMetrics(),
 	}
+	s.conf.Store(&s.cfg)
+	return s
 }
 
 // serve runs serveSession on the relay's side of a new pair until ctx ends,
@@ -113,7 +115,7 @@ func TestSessionEnds(t *testing.T) {
 				ctx, cancel := context.WithCancel(t.Context())
 				defer cancel()
 				agentSide, done := serve(ctx, s)
-				go protocol.KeepAlive(t.Context(), agentSide, hello(t, agentSide), protocol.HeartbeatPeriod, protocol.GoAwayHandling{})
+				go protocol.KeepAlive(t.Context(), agentSide, hello(t, agentSide), protocol.HeartbeatPeriod, protocol.Control{})
 				time.Sleep(time.Hour)
 				if s.reg.lookup("nas.test", "/") == nil {
 					t.Fatal("route not published an hour on")

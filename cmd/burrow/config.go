@@ -196,8 +196,12 @@ func checkLog(l logFile) error {
 	return errs.Join()
 }
 
-func newLogger(l logFile) *slog.Logger {
-	var level slog.Level
+// newLogger makes the logger l describes; level, when not nil, holds its
+// level, so that a reload can change it.
+func newLogger(l logFile, level *slog.LevelVar) *slog.Logger {
+	if level == nil {
+		level = new(slog.LevelVar)
+	}
 	_ = level.UnmarshalText([]byte(l.Level))
 	opts := &slog.HandlerOptions{Level: level}
 	// Every line passes the redactor: no apikey, token, cookie or authorization value is ever logged.

@@ -44,7 +44,7 @@ a websocket and a seekable video.`,
 }
 
 func runDemo(ctx context.Context, o demoOptions) error {
-	log := newLogger(logFile{Level: o.logLevel, Format: "text"})
+	log := newLogger(logFile{Level: o.logLevel, Format: "text"}, nil)
 	state, err := os.MkdirTemp("", "burrow-demo-")
 	if err != nil {
 		return err

@@ -19,6 +19,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/burrow-tunnel/burrow/agent"
 	"github.com/burrow-tunnel/burrow/protocol"
@@ -125,8 +126,16 @@ type runner interface {
 	Run(ctx context.Context) error
 }
 
+// reloader is a daemon that takes a new config while it runs.
+type reloader[C any] interface {
+	Reload(C) error
+}
+
 // daemonCmd is a command that loads its config file and runs the daemon
-// that start makes from it until the process is told to stop.
+// that start makes from it until the process is told to stop. SIGHUP
+// reloads the file: log.level applies at once, the rest as the daemon's
+// Reload says; a file that does not load is refused and logged, and the
+// config in force stays.
 func daemonCmd[C any](use, short string, load func(path string) (C, logFile, error), start func(C, *slog.Logger) (runner, error)) *cobra.Command {
 	var path string
 	c := &cobra.Command{
@@ -138,15 +147,55 @@ func daemonCmd[C any](use, short string, load func(path string) (C, logFile, err
 			if err != nil {
 				return err
 			}
-			r, err := start(cfg, newLogger(lf))
+			level := new(slog.LevelVar)
+			log := newLogger(lf, level)
+			r, err := start(cfg, log)
 			if err != nil {
 				return err
 			}
-			return r.Run(c.Context())
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			ctx, cancel := context.WithCancel(c.Context())
+			var g errgroup.Group
+			g.Go(func() error {
+				defer cancel()
+				return r.Run(ctx)
+			})
+			g.Go(func() error {
+				for {
+					select {
+					case <-ctx.Done():
+						return nil
+					case <-hup:
+						reload(log, level, path, load, r)
+					}
+				}
+			})
+			return g.Wait()
 		},
 	}
 	configFlag(c, &path)
 	return c
+}
+
+// reload rereads the config file at path and hands it to the daemon r.
+func reload[C any](log *slog.Logger, level *slog.LevelVar, path string, load func(path string) (C, logFile, error), r runner) {
+	log.Info("SIGHUP: reloading the config", "file", path)
+	rl, ok := r.(reloader[C])
+	if !ok {
+		log.Warn("config reload: this daemon takes no new config; restart it")
+		return
+	}
+	cfg, lf, err := load(path)
+	if err == nil {
+		err = rl.Reload(cfg)
+	}
+	if err != nil {
+		log.Error("config reload refused; the config in force stays", "err", err)
+		return
+	}
+	_ = level.UnmarshalText([]byte(lf.Level))
 }
 
 func newTokenCmd() *cobra.Command {

@@ -1,11 +1,8 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"net/http"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -35,18 +32,7 @@ func TestBadConfig(t *testing.T) {
 			dir := t.TempDir()
 			path := filepath.Join(dir, "bad.yaml")
 			writeFile(t, path, strings.ReplaceAll(c.body, "STATE", filepath.Join(dir, "state")))
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, burrowBin, c.role, "--config", path)
-			cmd.Env = cleanEnv()
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			err := cmd.Run()
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) || ee.ExitCode() == 0 {
-				t.Fatalf("burrow %s exited with %v (want a non-zero exit); stderr:\n%s", c.role, err, stderr.Bytes())
-			}
-			msg := stderr.String()
+			msg := runBurrowFails(t, c.role, "--config", path)
 			for _, w := range append([]string{path}, c.want...) {
 				if !strings.Contains(msg, w) {
 					t.Errorf("stderr does not name %q:\n%s", w, msg)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -435,6 +436,24 @@ func runBurrow(t *testing.T, args ...string) []byte {
 		t.Fatalf("burrow %s: %v\n%s", strings.Join(args, " "), err, stderr.Bytes())
 	}
 	return out
+}
+
+// runBurrowFails runs the binary with args, which must exit non-zero within
+// 20 s, and returns what it wrote to stderr.
+func runBurrowFails(t *testing.T, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, burrowBin, args...)
+	cmd.Env = cleanEnv()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() == 0 {
+		t.Fatalf("burrow %s exited with %v (want a non-zero exit); stderr:\n%s", strings.Join(args, " "), err, stderr.Bytes())
+	}
+	return stderr.String()
 }
 
 // newClient returns a client that sends every request to addr (the relay's

@@ -1,0 +1,164 @@
+package relay
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	"github.com/burrow-tunnel/burrow/protocol"
+)
+
+// A live session's routes change when the relay's config is reloaded (a
+// grant gains or loses a host) or when the agent reloads its own and asks
+// for another set (MsgRoutes). Either way the relay publishes what the
+// agent asks for and may have, unpublishes the rest, and tells the agent
+// (MsgRouteUpdate). Changes run under Server.reloadMu, one at a time.
+
+// grantNamed is the grant of the agent called name in the config in force, or nil.
+func (s *Server) grantNamed(name string) *AgentGrant {
+	agents := s.current().Agents
+	for i := range agents {
+		if agents[i].Name == name {
+			return &agents[i]
+		}
+	}
+	return nil
+}
+
+// end ends the session: its agent's grant is gone or changed.
+func (t *tunnelSession) end(reason string) {
+	t.log.Warn("ending agent session", "reason", reason)
+	t.unpublish()
+	t.sess.Close()
+}
+
+// dropUnwanted unpublishes the routes the agent no longer asks for or may no
+// longer have.
+func (t *tunnelSession) dropUnwanted() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.leaving {
+		return
+	}
+	g := t.srv.grantNamed(t.agent)
+	var keep, gone []*route
+	for _, rt := range t.routes {
+		reason := "the agent no longer asks for it"
+		if g == nil {
+			reason = "the agent is no longer in the relay's config"
+		} else if t.asksFor(g, rt.host, rt.prefix) {
+			reason = ""
+			if _, _, why := t.srv.checkRoute(g, protocol.Route{Host: rt.host, Prefix: rt.prefix}); why != "" {
+				reason = why
+			}
+		}
+		if reason == "" {
+			keep = append(keep, rt)
+			continue
+		}
+		gone = append(gone, rt)
+		t.log.Info("route unpublished", "host", rt.host, "prefix", rt.prefix, "reason", reason)
+	}
+	if len(gone) == 0 {
+		return
+	}
+	t.srv.reg.remove(gone)
+	t.dropIdle(gone)
+	t.routes, t.dirty = keep, true
+}
+
+// asksFor reports whether the agent asks for host and prefix; t.mu is held.
+func (t *tunnelSession) asksFor(g *AgentGrant, host, prefix string) bool {
+	for _, want := range t.requested {
+		h, p, reason := t.srv.checkRoute(g, want)
+		if reason == "" && h == host && p == prefix {
+			return true
+		}
+	}
+	return false
+}
+
+// reconcile publishes what the agent asks for and may have and is not yet
+// published, and tells the agent when its routes changed, or when seq (an
+// agent's request) asks for an answer. An agent that cannot take route
+// updates is disconnected instead: it connects anew with its routes.
+func (t *tunnelSession) reconcile(seq uint64) {
+	t.mu.Lock()
+	if t.leaving {
+		t.mu.Unlock()
+		return
+	}
+	g := t.srv.grantNamed(t.agent)
+	if g == nil {
+		t.mu.Unlock()
+		return
+	}
+	var refused []protocol.RefusedRoute
+	for _, want := range t.requested {
+		host, prefix, reason := t.srv.checkRoute(g, want)
+		if reason == "" && slices.ContainsFunc(t.routes, func(rt *route) bool { return rt.host == host && rt.prefix == prefix }) {
+			continue
+		}
+		if reason == "" {
+			rt, _, owner, ok := t.srv.reg.add(t.agent, t.sess, t.streams, host, prefix)
+			if ok {
+				t.routes, t.dirty = append(t.routes, rt), true
+				t.log.Info("route published", "host", host, "prefix", prefix)
+				continue
+			}
+			reason = fmt.Sprintf("already served by agent %q", owner)
+		}
+		if seq != 0 {
+			t.srv.metrics.refusals.WithLabelValues(refusedHost).Inc()
+			t.log.Warn("route refused", "host", want.Host, "prefix", want.Prefix, "reason", reason)
+		}
+		refused = append(refused, protocol.RefusedRoute{Host: want.Host, Prefix: want.Prefix, Reason: reason})
+	}
+	if !t.dirty && seq == 0 {
+		t.mu.Unlock()
+		return
+	}
+	t.dirty = false
+	update := &protocol.RouteUpdate{Seq: seq, Refused: refused}
+	for _, rt := range t.routes {
+		update.Accepted = append(update.Accepted, protocol.AcceptedRoute{
+			ID: rt.id, Host: rt.host, Prefix: rt.prefix, PublicURLs: t.srv.publicURLs(rt.host, rt.prefix)})
+	}
+	t.mu.Unlock()
+	if !t.updates {
+		t.end("its routes changed, and its agent takes no route updates on a live session: it connects anew")
+		return
+	}
+	select {
+	case t.out <- protocol.Message{Type: protocol.MsgRouteUpdate, Body: update}:
+	default:
+		t.end("its agent is not reading its route updates")
+	}
+}
+
+// handle takes the agent's control messages other than the heartbeat: a
+// request for a new set of routes.
+func (t *tunnelSession) handle(mt protocol.MsgType, body []byte) error {
+	if mt != protocol.MsgRoutes {
+		return nil // a message of a newer agent: not for this relay
+	}
+	if !t.updates {
+		return fmt.Errorf("route request on a session without %q", protocol.FeatureRouteUpdates)
+	}
+	var req protocol.RouteRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return fmt.Errorf("bad route request: %w", err)
+	}
+	if req.Seq == 0 {
+		return fmt.Errorf("route request without a sequence number")
+	}
+	t.log.Info("agent asks for new routes", "routes", len(req.Routes))
+	t.srv.reloadMu.Lock()
+	defer t.srv.reloadMu.Unlock()
+	t.mu.Lock()
+	t.requested = req.Routes
+	t.mu.Unlock()
+	t.dropUnwanted()
+	t.reconcile(req.Seq)
+	return nil
+}
