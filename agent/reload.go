@@ -71,7 +71,9 @@ func (a *askedRoutes) match(accepted []protocol.AcceptedRoute) (map[uint32]*live
 
 // routeTable is a session's published routes by the id the relay gave each;
 // a route update replaces it whole while streams are served.
-type routeTable struct{ p atomic.Pointer[map[uint32]*liveRoute] }
+type routeTable struct {
+	p atomic.Pointer[map[uint32]*liveRoute]
+}
 
 func (t *routeTable) set(m map[uint32]*liveRoute) { t.p.Store(&m) }
 
