@@ -158,6 +158,12 @@ func (a *Agent) serve(ctx context.Context, sessions *errgroup.Group) error {
 	ended := make(chan error, 1)
 	sessions.Go(func() error {
 		defer a.live.Add(s)()
+		if rc := a.rc.Load(); rc != s.asked.Load().rc {
+			// A reload ran while the session was welcomed; it did not see it.
+			a.reloadMu.Lock()
+			a.askAll(rc, []*session{s})
+			a.reloadMu.Unlock()
+		}
 		ended <- s.run(ctx)
 		return nil
 	})

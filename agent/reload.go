@@ -123,16 +123,22 @@ func (a *Agent) Reload(next Config) error {
 	rc := newRouteConfig(next.Routes, old)
 	a.rc.Store(rc)
 	a.log.Info("config reloaded", "changed", strings.Join(changes, "; "))
+	a.askAll(rc, a.liveSessions())
+	return nil
+}
+
+// askAll asks the relay, on each of sessions, to publish those of rc's
+// routes that may be published now.
+func (a *Agent) askAll(rc *routeConfig, sessions []*session) {
 	ctx, cancel := context.WithTimeout(context.Background(), reloadCheckTimeout)
 	defer cancel()
 	idx, err := a.publishable(ctx, rc)
 	if err != nil {
 		a.log.Warn("no route may be published after the reload", "err", err)
 	}
-	for _, s := range a.liveSessions() {
+	for _, s := range sessions {
 		s.ask(&askedRoutes{rc: rc, idx: idx})
 	}
-	return nil
 }
 
 // restartKeys names the keys of next, other than routes, whose values differ

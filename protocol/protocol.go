@@ -19,6 +19,10 @@
 //     padded so that a relay restarted under a QUIC agent answers a ping with
 //     a stateless reset. A side that receives nothing at all — no heartbeat,
 //     no data on any stream — for HeartbeatMisses periods ends the session.
+//     It also carries MsgGoAway (either side is shutting down) and, when
+//     both sides speak FeatureRouteUpdates, MsgRoutes (the agent asks for a
+//     new set of routes) and MsgRouteUpdate (the relay says which routes are
+//     published now, after a request or a change of its own config).
 //  4. For each public connection the relay opens a data stream and writes a
 //     StreamHeader (magic, version, kind, route id, client address); then the
 //     raw bytes follow. The agent dials the route's service and writes one
