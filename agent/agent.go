@@ -61,6 +61,7 @@ type Agent struct {
 	refused    map[[2]string]string  // guarded by mu: host and prefix → the relay's last reason
 	reconnects prometheus.Counter
 	metrics    *prometheus.Registry
+	recent     admin.Recent // the last warnings and errors, for the status page
 }
 
 type liveRoute struct {
@@ -81,10 +82,11 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	if cfg.Name == "" {
 		cfg.Name, _ = os.Hostname()
 	}
-	a := &Agent{cfg: cfg, log: log, tls: tc, pathStats: func(s protocol.Session) (protocol.PathStatser, bool) {
+	a := &Agent{cfg: cfg, tls: tc, pathStats: func(s protocol.Session) (protocol.PathStatser, bool) {
 		ps, ok := s.(protocol.PathStatser)
 		return ps, ok
 	}, fallback: lossyFallback, started: time.Now()}
+	a.log = slog.New(a.recent.Handler(log.Handler()))
 	a.metrics = a.newMetrics()
 	a.rc.Store(newRouteConfig(cfg.Routes, nil))
 	return a, nil

@@ -84,7 +84,7 @@ func (a *Agent) Status() admin.Status {
 		}
 		st.Routes = append(st.Routes, rs)
 	}
-	return admin.Status{Role: "agent", Ready: ready, Reason: reason, Since: a.started, Detail: st}
+	return admin.Status{Role: "agent", Ready: ready, Reason: reason, Since: a.started, Detail: st, Errors: a.recent.Lines()}
 }
 
 // agentCollector reports the live sessions at scrape time, so that the
@@ -133,7 +133,7 @@ var statusTmpl = template.Must(template.New("status").Funcs(template.FuncMap{
 <html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
 <title>Burrow agent — status</title>
 <style>body{font:15px/1.45 system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}h1{font-size:1.4em}h2{font-size:1.1em}
-table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.3em .6em;border-bottom:1px solid #ddd}th{background:#f6f6f6}.ok{color:#17652b}.bad{color:#a11}</style>
+table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.3em .6em;border-bottom:1px solid #ddd}th{background:#f6f6f6}ol.log{padding-left:1.4em;font-size:13px}ol.log code{white-space:pre-wrap;word-break:break-all}.ok{color:#17652b}.bad{color:#a11}</style>
 </head><body><h1>Burrow agent</h1>
 <p>{{if .Ready}}<span class="ok">● ready</span>{{else}}<span class="bad">● not ready</span>: {{.Reason}}{{end}} · up {{ago .Since}} · relay {{.Detail.Relay}}</p>
 <h2>Sessions</h2>{{with .Detail.Sessions}}<table><tr><th>session</th><th>transport</th><th>connected for</th><th>RTT</th><th>streams</th></tr>
@@ -141,6 +141,8 @@ table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.3em .6e
 {{else}}<p>Not connected. Last state: {{.Detail.State}}</p>{{end}}
 <h2>Routes</h2><table><tr><th>host</th><th>prefix</th><th>service</th><th>published</th></tr>
 {{range .Detail.Routes}}<tr><td>{{.Host}}</td><td>{{.Prefix}}</td><td>{{.Service}}</td><td>{{if .Published}}<span class="ok">yes</span>{{else}}<span class="bad">no</span>: {{.Reason}}{{end}}</td></tr>{{end}}</table>
+<h2>Recent errors</h2>
+{{with .Errors}}<ol id="errors" class="log">{{range .}}<li><code>{{.}}</code></li>{{end}}</ol>{{else}}<p class="ok">None since the agent started.</p>{{end}}
 <p><small><a href="/metrics">/metrics</a> · <a href="/status.json">/status.json</a> · <a href="/readyz">/readyz</a></small></p>
 </body></html>
 `))

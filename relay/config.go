@@ -55,6 +55,10 @@ type LimitsConfig struct {
 	// on the relay together: QUIC's connection window; over TCP+yamux, what
 	// the stream windows may grow to beyond their first 256 KiB each.
 	SessionMemoryMiB int `mapstructure:"session_memory_mib"`
+	// MemoryMiB is the relay's memory budget: while it holds more, new
+	// public requests get a 503 page (the ones in flight go on). The
+	// process also asks Go's garbage collector to stay under it.
+	MemoryMiB int `mapstructure:"memory_mib"`
 	// HandshakesPerMinute caps the tunnel handshakes one source address may
 	// start per minute (bursts of up to a tenth of it pass at once).
 	HandshakesPerMinute int `mapstructure:"handshakes_per_minute"`
@@ -67,6 +71,7 @@ func DefaultLimits() LimitsConfig {
 		ResponseHeader:      10 * time.Minute,
 		StreamsPerClient:    128,
 		SessionMemoryMiB:    192,
+		MemoryMiB:           512,
 		HandshakesPerMinute: 60,
 	}
 }

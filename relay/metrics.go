@@ -42,6 +42,7 @@ const (
 	refusedBadToken    = "bad_token"
 	refusedHost        = "host_not_granted"
 	refusedClientLimit = "client_limit"
+	refusedOverBudget  = "over_budget"
 )
 
 func newMetrics() *metrics {
@@ -76,7 +77,7 @@ func newMetrics() *metrics {
 	}
 	m.reg.MustRegister(m.sessions, m.requests, m.respBytes, m.ranges, m.ttfb, m.refusals, m.websockets, m.streams,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	for _, r := range []string{refusedBadToken, refusedHost, refusedClientLimit} {
+	for _, r := range []string{refusedBadToken, refusedHost, refusedClientLimit, refusedOverBudget} {
 		m.refusals.WithLabelValues(r) // present at zero from the start
 	}
 	return m

@@ -16,6 +16,7 @@ const (
 	pageServiceRefused
 	pageServiceSlow
 	pageTooManyStreams
+	pageOverBudget
 )
 
 var pageText = map[pageKind]struct{ title, body string }{
@@ -31,6 +32,8 @@ var pageText = map[pageKind]struct{ title, body string }{
 		"The service behind {{.}} did not start answering in time. If you run this site: check the service; the relay's limits.response_header sets how long it may take."},
 	pageTooManyStreams: {"Too many requests at once",
 		"Your address has too many requests to {{.}} in flight at once. Wait for some to finish and try again. If you run this site: limits.streams_per_client in the relay's config sets the limit."},
+	pageOverBudget: {"Relay busy",
+		"The relay that serves {{.}} is holding as much memory as it may right now, so it takes no new requests for a moment. Try again in a few seconds. If you run this site: the relay's log says why; limits.memory_mib in its config sets the budget."},
 	pageTunnelError: {"Tunnel error", "The connection to the home agent for {{.}} failed while this request was in flight. Retrying usually helps."},
 }
 

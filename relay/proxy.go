@@ -356,6 +356,11 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, u.RequestURI(), http.StatusPermanentRedirect)
 		return
 	}
+	if s.budget.exceeded() {
+		s.metrics.refusals.WithLabelValues(refusedOverBudget).Inc()
+		s.page(w, r, http.StatusServiceUnavailable, pageOverBudget, host)
+		return
+	}
 	addr := limitAddr(r, s.trusted(r.RemoteAddr))
 	release, ok := s.clients.acquire(r.Context(), addr)
 	if !ok {

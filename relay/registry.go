@@ -156,6 +156,17 @@ func (r *registry) hasHost(host string) bool {
 	return len(r.byHost[host]) > 0
 }
 
+// hosts are the hosts that some session serves.
+func (r *registry) hosts() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]string, 0, len(r.byHost))
+	for h := range r.byHost {
+		out = append(out, h)
+	}
+	return out
+}
+
 func (r *registry) byRouteID(id uint32) *route {
 	r.mu.RLock()
 	defer r.mu.RUnlock()

@@ -44,7 +44,9 @@ type Server struct {
 	metrics   *metrics
 	started   time.Time
 
-	admin *admin.Server // nil when admin.listen is off
+	admin  *admin.Server // nil when admin.listen is off
+	recent admin.Recent  // the last warnings and errors, for the status page
+	budget *memoryBudget // limits.memory_mib
 
 	// draining ends when the relay starts to shut down (drainStart).
 	draining   context.Context
@@ -81,8 +83,10 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, reg: newRegistry(), metrics: newMetrics(), started: time.Now(), clients: newClientLimit(cfg.Limits.StreamsPerClient)}
+	s := &Server{cfg: cfg, reg: newRegistry(), metrics: newMetrics(), started: time.Now(), clients: newClientLimit(cfg.Limits.StreamsPerClient)}
 	s.conf.Store(&cfg)
+	s.log = slog.New(s.recent.Handler(log.Handler()))
+	s.budget = newMemoryBudget(cfg.Limits.MemoryMiB, s.log)
 	s.draining, s.drainStart = context.WithCancel(context.Background())
 	s.proxy = s.newProxy()
 	cert, err := LoadTunnelCertificate(cfg.Tunnel, cfg.StateDir)
@@ -90,6 +94,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.cert = cert
+	s.metrics.reg.MustRegister(certCollector{s})
 	if cfg.TLS.CertFile != "" {
 		static, err := loadStaticCert(cfg.TLS)
 		if err != nil {
@@ -282,6 +287,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.admin != nil {
 		g.Go(func() error { return s.admin.Run(sessCtx) }) // through the drain: /readyz says so
 	}
+	g.Go(func() error { return s.budget.run(ctx) })
 	// Certificates are obtained in the background; ctx ends their retries.
 	if err := s.public.start(ctx); err != nil {
 		s.log.Error("certificate management did not start", "err", err)

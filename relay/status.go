@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"fmt"
 	"html/template"
 	"net/http"
 	"slices"
@@ -42,6 +43,8 @@ type RelayStatus struct {
 	Agents    []string          `json:"agents_granted"`
 	Sessions  []SessionStatus   `json:"sessions"`
 	Routes    []RouteStatus     `json:"routes"`
+	// Certificates are the ones the relay serves, soonest to expire first.
+	Certificates []CertStatus `json:"certificates"`
 }
 
 // Status is the relay's state for the admin listener: ready once its
@@ -91,6 +94,7 @@ func (s *Server) Status() admin.Status {
 	slices.SortFunc(st.Routes, func(a, b RouteStatus) int {
 		return strings.Compare(a.Host+a.Prefix, b.Host+b.Prefix)
 	})
+	st.Certificates = s.certificates()
 	ready, reason := s.listened, ""
 	switch {
 	case !ready:
@@ -98,7 +102,7 @@ func (s *Server) Status() admin.Status {
 	case s.draining.Err() != nil:
 		ready, reason = false, "shutting down"
 	}
-	return admin.Status{Role: "relay", Ready: ready, Reason: reason, Since: s.started, Detail: st}
+	return admin.Status{Role: "relay", Ready: ready, Reason: reason, Since: s.started, Detail: st, Errors: s.recent.Lines()}
 }
 
 // StatusPage renders the relay's status page.
@@ -115,4 +119,12 @@ var statusTmpl = template.Must(template.New("status").Funcs(template.FuncMap{
 		return d.Round(100 * time.Microsecond).String()
 	},
 	"pct": func(f float64) string { return strings.TrimRight(strings.TrimRight(strconvF(f*100), "0"), ".") + " %" },
+	"expires": func(t time.Time) string {
+		left := time.Until(t)
+		when := t.UTC().Format("2006-01-02 15:04 UTC")
+		if left <= 0 {
+			return when + " (expired)"
+		}
+		return fmt.Sprintf("%s (in %d days)", when, int(left.Hours()/24))
+	},
 }).Parse(statusPageHTML))

@@ -14,7 +14,7 @@ const statusPageHTML = `<!doctype html>
 body{font:15px/1.45 system-ui,sans-serif;max-width:64em;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em}
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.3em .6em;border-bottom:1px solid #ddd}
-th{font-weight:600;background:#f6f6f6}.ok{color:#17652b}.bad{color:#a11}small{color:#777}td.num{text-align:right;font-variant-numeric:tabular-nums}
+th{font-weight:600;background:#f6f6f6}.ok{color:#17652b}.bad{color:#a11}small{color:#777}ol.log{padding-left:1.4em;font-size:13px}ol.log code{white-space:pre-wrap;word-break:break-all}td.num{text-align:right;font-variant-numeric:tabular-nums}
 </style></head><body>
 <h1>Burrow relay</h1>
 <p>{{if .Ready}}<span class="ok">● ready</span>{{else}}<span class="bad">● not ready</span>: {{.Reason}}{{end}}
@@ -27,6 +27,12 @@ th{font-weight:600;background:#f6f6f6}.ok{color:#17652b}.bad{color:#a11}small{co
 {{with .Detail.Routes}}<table id="routes"><tr><th>host</th><th>prefix</th><th>agent</th><th>served by</th><th>sent</th><th>throughput</th></tr>
 {{range .}}<tr data-route="{{.Host}}{{.Prefix}}"><td>{{.Host}}</td><td>{{.Prefix}}</td><td>{{.Agent}}</td><td>{{range .Sessions}}{{.}} {{end}}</td><td class="num sent">{{.BytesSent}} B</td><td class="num rate">–</td></tr>
 {{end}}</table>{{else}}<p>No route is published.</p>{{end}}
+<h2>Certificates</h2>
+{{with .Detail.Certificates}}<table id="certificates"><tr><th>name</th><th>use</th><th>source</th><th>issuer</th><th>expires</th></tr>
+{{range .}}<tr><td>{{.Name}}</td><td>{{.Use}}</td><td>{{.Source}}</td><td>{{.Issuer}}</td><td>{{if .NotAfter.IsZero}}<span class="bad">not obtained yet (see the recent errors)</span>{{else}}{{expires .NotAfter}}{{end}}</td></tr>
+{{end}}</table>{{else}}<p>No certificate.</p>{{end}}
+<h2>Recent errors</h2>
+{{with .Errors}}<ol id="errors" class="log">{{range .}}<li><code>{{.}}</code></li>{{end}}</ol>{{else}}<p class="ok">None since the relay started.</p>{{end}}
 <p><small>Metrics for Prometheus at <a href="/metrics">/metrics</a> · <a href="/status.json">/status.json</a> · <a href="/readyz">/readyz</a></small></p>
 <script>
 (function(){

@@ -92,7 +92,13 @@ func configFlag(c *cobra.Command, p *string) {
 
 func newRelayCmd() *cobra.Command {
 	c := daemonCmd("relay", "Run the relay (on the public server)", loadRelayConfig,
-		func(cfg relay.Config, log *slog.Logger) (runner, error) { return relay.New(cfg, log) })
+		func(cfg relay.Config, log *slog.Logger) (runner, error) {
+			if _, set := os.LookupEnv("GOMEMLIMIT"); !set && cfg.Limits.MemoryMiB > 0 {
+				// The collector works harder before the budget refuses anything.
+				debug.SetMemoryLimit(int64(cfg.Limits.MemoryMiB) << 20)
+			}
+			return relay.New(cfg, log)
+		})
 	var fpPath string
 	fp := &cobra.Command{
 		Use:   "fingerprint",

@@ -64,6 +64,8 @@ type Status struct {
 	Reason string    `json:"reason,omitempty"` // why not ready
 	Since  time.Time `json:"since"`
 	Detail any       `json:"detail"`
+	// Errors are the last warnings and errors logged, newest first.
+	Errors []string `json:"recent_errors"`
 }
 
 // Server is a bound admin listener.

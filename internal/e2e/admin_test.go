@@ -104,6 +104,32 @@ func TestAdminListeners(t *testing.T) {
 			if v := value(after, "burrow_relay_refusals_total", map[string]string{"reason": "bad_token"}); v != 0 {
 				t.Errorf("burrow_relay_refusals_total{bad_token} = %v", v)
 			}
+			if v := value(after, "burrow_relay_certificate_expiry_timestamp_seconds", map[string]string{"use": "tunnel"}); v < float64(time.Now().Add(24*time.Hour).Unix()) {
+				t.Errorf("burrow_relay_certificate_expiry_timestamp_seconds{use=tunnel} = %v, want a time to come", v)
+			}
+			var relaySt struct {
+				Detail struct {
+					Certificates []struct {
+						Use      string    `json:"use"`
+						NotAfter time.Time `json:"not_after"`
+					} `json:"certificates"`
+				} `json:"detail"`
+			}
+			getJSON(t, "http://"+e.relayAdmin+"/status.json", &relaySt)
+			if c := relaySt.Detail.Certificates; len(c) != 1 || c[0].Use != "tunnel" || time.Until(c[0].NotAfter) < 24*time.Hour {
+				t.Errorf("relay status certificates: %+v, want the tunnel's", c)
+			}
+			// A route whose service is down: a warning the agent's status shows.
+			if st, _ := e.mustGet("/down/", nil); st != http.StatusBadGateway {
+				t.Errorf("/down/: status %d, want 502", st)
+			}
+			var agentSt struct {
+				Errors []string `json:"recent_errors"`
+			}
+			getJSON(t, "http://"+e.agentAdmin+"/status.json", &agentSt)
+			if len(agentSt.Errors) == 0 || !strings.Contains(agentSt.Errors[0], "service unreachable") {
+				t.Errorf("agent status recent_errors %q, want the unreachable service", agentSt.Errors)
+			}
 			agentMF := scrape(t, e.agentAdmin)
 			if v := value(agentMF, "burrow_agent_sessions", map[string]string{"transport": tr}); v != 1 {
 				t.Errorf("burrow_agent_sessions{transport=%s} = %v, want 1", tr, v)
