@@ -61,6 +61,10 @@ func (s *Server) serveSession(ctx context.Context, sess protocol.Session) {
 	live.Inc()
 	defer live.Dec()
 	defer s.live.Add(ts)()
+	if s.draining.Err() != nil {
+		// Welcomed as the relay began to stop: drain did not see it.
+		ts.goAway <- "relay shutting down"
+	}
 	if ts.gen != s.gen.Load() {
 		// A reload ran while the session was welcomed; it did not see it.
 		s.reloadMu.Lock()

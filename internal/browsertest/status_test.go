@@ -99,7 +99,7 @@ func TestStatusPage(t *testing.T) {
 	if perr != nil {
 		t.Errorf("the route's throughput did not update while a download ran: %v", perr)
 	}
-	for _, want := range []string{"● ready", "nas", "quic", "stash.example.com", "Agent sessions", "Routes"} {
+	for _, want := range []string{"● ready", "nas", "quic", "stash.example.com", "Agent sessions", "Routes", "Certificates", "self-signed", "Recent errors"} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("the status page lacks %q", want)
 		}
