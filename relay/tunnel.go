@@ -61,7 +61,7 @@ func (s *Server) serveSession(ctx context.Context, sess protocol.Session) {
 	live.Inc()
 	defer live.Dec()
 	defer s.live.Add(ts)()
-	if s.draining.Err() != nil {
+	if s.draining != nil && s.draining.Err() != nil {
 		// Welcomed as the relay began to stop: drain did not see it.
 		ts.goAway <- "relay shutting down"
 	}
