@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -34,17 +35,8 @@ type Agent struct {
 
 	// rc is the routes in force: cfg.Routes at start, then a reload's.
 	rc           atomic.Pointer[routeConfig]
-	reloadMu     sync.Mutex // one reload at a time
-	stashChecked bool       // external_host checked; touched by Run's goroutine only
-
-	mu       sync.Mutex
-	state    string    // guarded by mu; the last state logged
-	tcpUntil time.Time // guarded by mu; auto dials TCP until then (a lossy QUIC path)
-	// noSwitchUntil stops the loss check after TCP failed to connect; guarded by mu.
-	noSwitchUntil time.Time
-	// replaced is closed when the session after a switch is connected: the
-	// session left keeps serving until then; guarded by mu.
-	replaced chan struct{}
+	reloadMu     sync.Mutex  // one reload at a time
+	stashChecked atomic.Bool // external_host checked, at the first welcome
 
 	fallbackOnce sync.Once
 	fallbackCC   string // congestion control for leaving a lossy path
@@ -54,11 +46,13 @@ type Agent struct {
 	// control to leave a lossy path with; tests replace them.
 	pathStats func(protocol.Session) (protocol.PathStatser, bool)
 	fallback  func() (string, error)
+	// resolve looks a relay's name up; tests replace it.
+	resolve func(ctx context.Context, host string) ([]netip.Addr, error)
 
 	// For the status and metrics.
 	started    time.Time
 	live       liveset.Set[*session] // welcomed sessions
-	refused    map[[2]string]string  // guarded by mu: host and prefix → the relay's last reason
+	links      liveset.Set[*link]    // one per relay address and connection
 	reconnects prometheus.Counter
 	metrics    *prometheus.Registry
 	recent     admin.Recent // the last warnings and errors, for the status page
@@ -85,7 +79,7 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	a := &Agent{cfg: cfg, tls: tc, pathStats: func(s protocol.Session) (protocol.PathStatser, bool) {
 		ps, ok := s.(protocol.PathStatser)
 		return ps, ok
-	}, fallback: lossyFallback, started: time.Now()}
+	}, fallback: lossyFallback, resolve: defaultResolve, started: time.Now()}
 	a.log = slog.New(a.recent.Handler(log.Handler()))
 	a.metrics = a.newMetrics()
 	a.rc.Store(newRouteConfig(cfg.Routes, nil))
@@ -112,69 +106,13 @@ func (a *Agent) Run(ctx context.Context) error {
 			sessions.Go(func() error { return adm.Run(actx) })
 		}
 	}
-	b := newBackoff()
-	a.log.Info("connecting to relay", "relay", a.cfg.Relay, "transport", a.cfg.Transport)
 	if a.cfg.Transport != TransportTCP {
 		if advice := transport.UDPBufferAdvice(); advice != "" {
 			a.log.Warn("QUIC may be slow: " + advice)
 		}
 	}
-	for {
-		start := time.Now()
-		err := a.serve(ctx, &sessions)
-		if ctx.Err() != nil {
-			a.setState("stopped", "agent stopped", slog.LevelInfo)
-			return nil
-		}
-		if errors.Is(err, errLossySwitch) {
-			b.reset()
-			continue
-		}
-		if time.Since(start) > stableAfter {
-			b.reset()
-		}
-		d := b.next()
-		a.reconnects.Inc()
-		var rj *protocol.RejectError
-		switch {
-		case errors.As(err, &rj):
-			a.setState("refused: "+rj.Error(), "relay refused the agent", slog.LevelError, "code", rj.Reject.Code, "reason", rj.Reject.Message, "retry_in", d.Round(time.Millisecond))
-		default:
-			a.setState("disconnected: "+errString(err), "not connected", slog.LevelWarn, "err", err, "retry_in", d.Round(time.Millisecond))
-		}
-		if wait(ctx, d) != nil {
-			a.setState("stopped", "agent stopped", slog.LevelInfo)
-			return nil
-		}
-	}
-}
-
-// serve connects and runs one session until it ends, or until the agent
-// leaves it for a new one (errLossySwitch): it then runs on in sessions,
-// serving the streams it has.
-func (a *Agent) serve(ctx context.Context, sessions *errgroup.Group) error {
-	s, err := a.connect(ctx)
-	if err != nil {
-		return err
-	}
-	ended := make(chan error, 1)
-	sessions.Go(func() error {
-		defer a.live.Add(s)()
-		if rc := a.rc.Load(); rc != s.asked.Load().rc {
-			// A reload ran while the session was welcomed; it did not see it.
-			a.reloadMu.Lock()
-			a.askAll(rc, []*session{s})
-			a.reloadMu.Unlock()
-		}
-		ended <- s.run(ctx)
-		return nil
-	})
-	select {
-	case err := <-ended:
-		return err
-	case <-s.left:
-		return errLossySwitch
-	}
+	a.runLinks(ctx, &sessions)
+	return nil
 }
 
 func errString(err error) string {
@@ -182,37 +120,6 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
-}
-
-// setState logs msg when key differs from the last state; a repeat of the
-// same state (the same error on every retry) goes to debug.
-func (a *Agent) setState(key, msg string, level slog.Level, args ...any) {
-	a.mu.Lock()
-	same := a.state == key
-	a.state = key
-	a.mu.Unlock()
-	if same {
-		level = slog.LevelDebug
-	}
-	a.log.Log(context.Background(), level, msg, args...)
-}
-
-// lossyTCP reports whether auto should dial TCP (with cc) because the QUIC
-// path proved lossy not long ago.
-func (a *Agent) lossyTCP() (cc string, ok bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.fallbackCC, time.Now().Before(a.tcpUntil)
-}
-
-// tcpFailed makes auto go back to QUIC after TCP failed to connect, and stop
-// checking QUIC's loss for lossyHold: leaving for a TCP that cannot connect
-// would only cost the tunnel again and again.
-func (a *Agent) tcpFailed() {
-	a.mu.Lock()
-	a.tcpUntil = time.Time{}
-	a.noSwitchUntil = time.Now().Add(lossyHold)
-	a.mu.Unlock()
 }
 
 func normPrefix(p string) string {
@@ -225,9 +132,14 @@ func normPrefix(p string) string {
 // DryRun asks the relay which routes it would accept and their public URLs,
 // without publishing anything (a running agent keeps its routes).
 func (a *Agent) DryRun(ctx context.Context) (*protocol.Welcome, error) {
-	sess, err := a.dial(ctx)
+	targets, err := a.targets(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("dial relay %s: %w", a.cfg.Relay, err)
+		return nil, err
+	}
+	l := a.newLink(targets[0], 0)
+	sess, err := l.dial(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("dial relay %s: %w", l.name, err)
 	}
 	defer sess.Close()
 	ctrl, w, err := handshake(ctx, sess, a.cfg.Token, a.cfg.Name, a.rc.Load().routes, protocol.FeatureDryRun)

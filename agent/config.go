@@ -5,11 +5,13 @@ package agent
 import (
 	"errors"
 	"fmt"
-	"github.com/burrow-tunnel/burrow/internal/admin"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/burrow-tunnel/burrow/internal/admin"
 
 	"github.com/burrow-tunnel/burrow/internal/config"
 )
@@ -24,8 +26,17 @@ const (
 // Config is the agent's validated configuration. cmd/burrow decodes agent.yaml
 // into it; the tags are the file's keys.
 type Config struct {
-	// Relay is the relay's tunnel address, host:port.
-	Relay string `mapstructure:"relay"`
+	// Relay is the relay's tunnel address, host:port. In agent.yaml, relay
+	// may also be a list: Relays.
+	Relay string `mapstructure:"-"`
+	// Relays are more relays to keep sessions to, beside Relay.
+	Relays []string `mapstructure:"-"`
+	// ConnectionsPerRelay is how many sessions the agent keeps to each relay
+	// address (0: one).
+	ConnectionsPerRelay int `mapstructure:"connections_per_relay"`
+	// RelayRefresh is how often the relays' names are resolved again, so
+	// that a relay added to DNS gets sessions (0: 30 s).
+	RelayRefresh time.Duration `mapstructure:"relay_refresh"`
 	// ServerName is the TLS name to verify when it differs from Relay's host.
 	ServerName string `mapstructure:"server_name"`
 	// CAFile is a PEM bundle to verify the relay with; empty means the system roots.
@@ -71,10 +82,24 @@ func (c *Config) Validate() error {
 	if err := c.Admin.Validate(); err != nil {
 		add("admin.listen", "%v", err)
 	}
-	if c.Relay == "" {
-		add("relay", "is required (the relay's tunnel address, e.g. \"relay.example.com:7835\")")
-	} else if _, port, err := net.SplitHostPort(c.Relay); err != nil || port == "" {
-		add("relay", "%q must be host:port (e.g. \"relay.example.com:7835\")", c.Relay)
+	relays := c.relayList()
+	if len(relays) == 0 {
+		add("relay", "is required (the relay's tunnel address, e.g. \"relay.example.com:7835\", or a list of them)")
+	}
+	for i, r := range relays {
+		key := "relay"
+		if len(relays) > 1 {
+			key = fmt.Sprintf("relay[%d]", i)
+		}
+		if _, port, err := net.SplitHostPort(r); err != nil || port == "" {
+			add(key, "%q must be host:port (e.g. \"relay.example.com:7835\")", r)
+		}
+	}
+	if c.ConnectionsPerRelay < 0 || c.ConnectionsPerRelay > 16 {
+		add("connections_per_relay", "%d must be between 1 and 16", c.ConnectionsPerRelay)
+	}
+	if c.RelayRefresh < 0 {
+		add("relay_refresh", "%v must not be negative", c.RelayRefresh)
 	}
 	if c.Token == "" {
 		add("token", "is required (create one with `burrow token new`)")
@@ -137,4 +162,31 @@ func ParseService(s string) (string, error) {
 		port = "80"
 	}
 	return net.JoinHostPort(host, port), nil
+}
+
+// relayList is every relay address configured, Relay first.
+func (c *Config) relayList() []string {
+	var out []string
+	if c.Relay != "" {
+		out = append(out, c.Relay)
+	}
+	for _, r := range c.Relays {
+		if !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// connections is how many sessions the agent keeps to each relay address.
+func (c *Config) connections() int { return max(1, c.ConnectionsPerRelay) }
+
+// DefaultRelayRefresh is how often relay names are resolved again unless relay_refresh says otherwise.
+const DefaultRelayRefresh = 30 * time.Second
+
+func (c *Config) refresh() time.Duration {
+	if c.RelayRefresh <= 0 {
+		return DefaultRelayRefresh
+	}
+	return c.RelayRefresh
 }

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	"github.com/burrow-tunnel/burrow/protocol"
-	"github.com/burrow-tunnel/burrow/protocol/transport"
 )
 
 const (
@@ -77,43 +75,4 @@ func (c *Config) tlsConfig() (*tls.Config, error) {
 		tc.RootCAs = pool
 	}
 	return tc, nil
-}
-
-// dial opens a session to the relay with the configured transport.
-func (a *Agent) dial(ctx context.Context) (protocol.Session, error) {
-	switch a.cfg.Transport {
-	case TransportQUIC:
-		ctx, cancel := context.WithTimeout(ctx, quicDialTimeout)
-		defer cancel()
-		return transport.DialQUIC(ctx, a.cfg.Relay, a.tls)
-	case TransportTCP:
-		return transport.DialTCP(ctx, a.cfg.Relay, a.tls)
-	}
-	if cc, ok := a.lossyTCP(); ok {
-		tctx, cancel := context.WithTimeout(ctx, lossyDialTimeout)
-		s, err := transport.DialTCPCongestion(tctx, a.cfg.Relay, a.tls, cc)
-		cancel()
-		if err == nil {
-			return s, nil
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		a.log.Warn("TCP to the relay failed; staying on QUIC despite its loss", "err", err, "check_again_after", lossyHold)
-		a.tcpFailed()
-	}
-	qctx, cancel := context.WithTimeout(ctx, quicFallbackAfter)
-	s, qerr := transport.DialQUIC(qctx, a.cfg.Relay, a.tls)
-	cancel()
-	if qerr == nil {
-		return s, nil
-	}
-	if ctx.Err() != nil {
-		return nil, ctx.Err()
-	}
-	s, terr := transport.DialTCP(ctx, a.cfg.Relay, a.tls)
-	if terr != nil {
-		return nil, fmt.Errorf("quic: %w; tcp: %w", qerr, terr)
-	}
-	return s, nil
 }

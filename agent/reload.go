@@ -228,7 +228,7 @@ func (s *session) handle(mt protocol.MsgType, body []byte) error {
 	}
 	live, published := asked.match(u.Accepted)
 	s.routes.set(live)
-	s.a.noteRefused(u.Refused)
+	s.l.noteRefused(u.Refused)
 	s.log.Info("routes updated", "routes", published)
 	return nil
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +18,7 @@ import (
 // ends: connect authenticates and publishes, run serves.
 type session struct {
 	a         *Agent
+	l         *link // the link that connected it
 	log       *slog.Logger
 	sess      protocol.Session
 	ctrl      protocol.Stream // the control stream; its end is the session's
@@ -41,80 +41,6 @@ type session struct {
 	relayOnce    sync.Once
 	relayLeaving chan struct{} // closed when the agent leaves the relay's session for a new one
 	goAway       chan string   // a reason here tells the relay the agent is going away
-}
-
-// connect dials the relay, says hello and returns the session the relay
-// welcomed, ready to run.
-func (a *Agent) connect(ctx context.Context) (*session, error) {
-	// Login checks first: they may take seconds, and the relay gives a new
-	// session only HandshakeTimeout to say hello.
-	rc := a.rc.Load()
-	idx, err := a.publishable(ctx, rc)
-	if err != nil {
-		return nil, err
-	}
-	sess, err := a.dial(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("dial relay %s: %w", a.cfg.Relay, err)
-	}
-	s, err := a.hello(ctx, sess, rc, idx)
-	if err != nil {
-		sess.Close()
-		return nil, err
-	}
-	return s, nil
-}
-
-// hello publishes the routes rc.routes[idx] on sess; once the relay has
-// welcomed them, the session it returns is connected.
-func (a *Agent) hello(ctx context.Context, sess protocol.Session, rc *routeConfig, idx []int) (*session, error) {
-	ask := &askedRoutes{rc: rc, idx: idx}
-	ctrl, welcome, err := handshake(ctx, sess, a.cfg.Token, a.cfg.Name, ask.routes(), protocol.FeatureRouteUpdates)
-	if err != nil {
-		return nil, err
-	}
-	live, published := ask.match(welcome.Accepted)
-	a.noteRefused(welcome.Refused)
-	a.setState("connected "+welcome.SessionID, "connected", slog.LevelInfo, "session", welcome.SessionID, "transport", sess.Transport(), "relay", a.cfg.Relay, "routes", published)
-	a.markReplaced()
-	if !a.stashChecked {
-		a.stashChecked = true
-		a.checkStash(welcome, live)
-	}
-	if a.OnWelcome != nil {
-		a.OnWelcome(welcome)
-	}
-	s := &session{
-		a:            a,
-		log:          a.log.With("session", welcome.SessionID),
-		id:           welcome.SessionID,
-		since:        time.Now(),
-		sess:         sess,
-		ctrl:         ctrl,
-		heartbeat:    time.Duration(welcome.HeartbeatMillis) * time.Millisecond,
-		updates:      slices.Contains(welcome.Features, protocol.FeatureRouteUpdates),
-		out:          make(chan protocol.Message, 1),
-		sched:        newScheduler(a.log.With("session", welcome.SessionID), pathDelayer(sess)),
-		left:         make(chan struct{}),
-		relayLeaving: make(chan struct{}),
-		goAway:       make(chan string, 1),
-	}
-	s.routes.set(live)
-	s.asked.Store(ask)
-	return s, nil
-}
-
-// noteRefused logs the routes the relay refused and keeps the reasons for
-// the status.
-func (a *Agent) noteRefused(refusals []protocol.RefusedRoute) {
-	refused := map[[2]string]string{}
-	for _, ref := range refusals {
-		a.log.Error("relay refused route", "host", ref.Host, "prefix", ref.Prefix, "reason", ref.Reason)
-		refused[[2]string{ref.Host, normPrefix(ref.Prefix)}] = "the relay refused it: " + ref.Reason
-	}
-	a.mu.Lock()
-	a.refused = refused
-	a.mu.Unlock()
 }
 
 // checkStash logs, once per service, whether each published Stash's
@@ -157,7 +83,7 @@ func (s *session) run(ctx context.Context) (err error) {
 		return s.keepAlive(sctx)
 	})
 	g.Go(func() error { return s.sched.run(sctx) })
-	if ps, ok := s.a.lossWatch(s.sess); ok {
+	if ps, ok := s.l.lossWatch(s.sess); ok {
 		g.Go(func() error { return s.leaveIfLossy(sctx, ps) })
 	}
 	g.Go(func() error { return s.leaveWithRelay(sctx) })
@@ -210,7 +136,7 @@ func (s *session) leaveIfLossy(ctx context.Context, ps protocol.PathStatser) err
 	if watchLoss(ctx, s.log, ps, s.a.cfg.LossCheck) != errLossySwitch {
 		return nil
 	}
-	s.a.holdTCP()
+	s.l.holdTCP()
 	return s.handOver(ctx)
 }
 
@@ -258,7 +184,7 @@ func (s *session) finishOnStop(stop, sctx context.Context, end context.CancelFun
 // ends the session; ctx ending (the session lost, or the agent stopped) ends
 // the hand-over sooner.
 func (s *session) handOver(ctx context.Context) error {
-	next := s.a.replacement()
+	next := s.l.replacement()
 	s.leaveOnce.Do(func() { close(s.left) })
 	drain(ctx, &s.active, next)
 	return errLossySwitch
@@ -290,54 +216,4 @@ func drain(ctx context.Context, active *atomic.Int64, replaced <-chan struct{}) 
 			return
 		}
 	}
-}
-
-// replacement returns a channel closed when the agent's next session is
-// connected.
-func (a *Agent) replacement() <-chan struct{} {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.replaced == nil {
-		a.replaced = make(chan struct{})
-	}
-	return a.replaced
-}
-
-// markReplaced tells a session being left that its replacement is connected.
-func (a *Agent) markReplaced() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.replaced != nil {
-		close(a.replaced)
-		a.replaced = nil
-	}
-}
-
-// lossWatch returns a QUIC session's loss counts to watch when the agent may
-// change transport (auto); ok is false when there is nothing to watch.
-func (a *Agent) lossWatch(sess protocol.Session) (ps protocol.PathStatser, ok bool) {
-	ps, ok = a.pathStats(sess)
-	if !ok || a.cfg.Transport != TransportAuto || a.cfg.LossCheck <= 0 {
-		return nil, false
-	}
-	a.fallbackOnce.Do(func() {
-		a.fallbackCC, a.fallbackErr = a.fallback()
-		if a.fallbackErr != nil {
-			a.log.Info("not watching QUIC for a lossy path: TCP could not do better here without BBR", "err", a.fallbackErr)
-		}
-	})
-	if a.fallbackErr != nil {
-		return nil, false
-	}
-	a.mu.Lock()
-	off := time.Now().Before(a.noSwitchUntil)
-	a.mu.Unlock()
-	return ps, !off
-}
-
-// holdTCP has auto dial TCP for lossyHold: the QUIC path proved lossy.
-func (a *Agent) holdTCP() {
-	a.mu.Lock()
-	a.tcpUntil = time.Now().Add(lossyHold)
-	a.mu.Unlock()
 }

@@ -61,7 +61,7 @@ func connected(t *testing.T, a *Agent) (*session, *memsession.Session, protocol.
 	agentSide, relaySide := memsession.Pair()
 	ctrl := make(chan protocol.Stream, 1)
 	go func() { ctrl <- welcome(t, relaySide) }()
-	s, err := a.hello(t.Context(), agentSide, a.rc.Load(), []int{0})
+	s, err := a.newLink(target{relay: "relay.test:7835", addr: "relay.test:7835"}, 0).hello(t.Context(), agentSide, a.rc.Load(), []int{0})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,7 @@ func TestHandOver(t *testing.T) {
 		if d := time.Since(start); d != lossyChecks*time.Second {
 			t.Errorf("left the session after %v, want %d loss checks", d, lossyChecks)
 		}
-		if _, ok := a.lossyTCP(); !ok {
+		if _, ok := s.l.lossyTCP(); !ok {
 			t.Error("the agent will not dial TCP next")
 		}
 		time.Sleep(time.Hour) // the replacement is slow to connect
@@ -156,7 +156,7 @@ func TestHandOver(t *testing.T) {
 		}
 		// The stream opened before the hour has ended by now: the drain
 		// lasts the grace.
-		a.markReplaced()
+		s.l.markReplaced()
 		replaced := time.Now()
 		err := <-ended
 		if d := time.Since(replaced); !errors.Is(err, errLossySwitch) || d != 2*time.Second {

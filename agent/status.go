@@ -1,9 +1,14 @@
 package agent
 
 import (
+	"cmp"
+	"fmt"
 	"html/template"
+	"maps"
 	"net/http"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,23 +46,48 @@ type RouteStatus struct {
 
 // AgentStatus is the agent's part of the admin status.
 type AgentStatus struct {
-	Relay    string          `json:"relay"`
-	State    string          `json:"state"`
+	Relay string `json:"relay"`
+	// State is the link's state with one relay connection, or a count.
+	State string `json:"state"`
+	// Relays are the agent's connections, one per relay address and slot.
+	Relays   []RelayStatus   `json:"relays"`
 	Sessions []SessionStatus `json:"sessions"`
 	Routes   []RouteStatus   `json:"routes"`
 }
 
+// RelayStatus is one connection to one relay address.
+type RelayStatus struct {
+	Relay      string `json:"relay"`
+	Connection int    `json:"connection"`
+	State      string `json:"state"`
+}
+
 // Status is the agent's state: ready while a session is up and every route
-// is published.
+// is published on one.
 func (a *Agent) Status() admin.Status {
-	st := AgentStatus{Relay: a.cfg.Relay}
-	a.mu.Lock()
-	st.State = a.state
-	refused := a.refused
-	a.mu.Unlock()
+	st := AgentStatus{Relay: strings.Join(a.cfg.relayList(), ", ")}
+	links := a.links.Items()
+	slices.SortFunc(links, func(x, y *link) int { return cmp.Or(strings.Compare(x.name, y.name), x.slot-y.slot) })
+	refused := map[[2]string]string{}
+	up := 0
+	for _, l := range links {
+		l.mu.Lock()
+		st.Relays = append(st.Relays, RelayStatus{Relay: l.name, Connection: l.slot, State: l.state})
+		maps.Copy(refused, l.refused)
+		if strings.HasPrefix(l.state, "connected") {
+			up++
+		}
+		l.mu.Unlock()
+	}
+	switch {
+	case len(st.Relays) == 1:
+		st.State = st.Relays[0].State
+	case len(st.Relays) > 1:
+		st.State = fmt.Sprintf("%d of %d relay connections up", up, len(st.Relays))
+	}
 	published := map[[2]string]bool{}
 	for _, s := range a.liveSessions() {
-		ss := SessionStatus{ID: s.id, Relay: a.cfg.Relay, Transport: s.sess.Transport(), Since: s.since, Streams: s.active.Load()}
+		ss := SessionStatus{ID: s.id, Relay: s.l.name, Transport: s.sess.Transport(), Since: s.since, Streams: s.active.Load()}
 		if ps, ok := s.sess.(protocol.PathStatser); ok {
 			ss.RTT = ps.PathStats().SmoothedRTT
 		}
@@ -98,15 +128,24 @@ type agentCollector struct {
 func (c agentCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.sessions; ch <- c.rtt }
 
 func (c agentCollector) Collect(ch chan<- prometheus.Metric) {
-	count := map[string]float64{}
-	for _, s := range c.a.liveSessions() {
-		count[s.sess.Transport()]++
-		if ps, ok := s.sess.(protocol.PathStatser); ok {
-			ch <- prometheus.MustNewConstMetric(c.rtt, prometheus.GaugeValue, ps.PathStats().SmoothedRTT.Seconds(), c.a.cfg.Relay)
+	count := map[[2]string]float64{} // relay, transport
+	rtt := map[string]float64{}      // relay: the longest of its sessions'
+	for _, l := range c.a.links.Items() {
+		for _, tr := range []string{"quic", "tcp"} {
+			count[[2]string{l.name, tr}] += 0
 		}
 	}
-	for _, tr := range []string{"quic", "tcp"} {
-		ch <- prometheus.MustNewConstMetric(c.sessions, prometheus.GaugeValue, count[tr], c.a.cfg.Relay, tr)
+	for _, s := range c.a.liveSessions() {
+		count[[2]string{s.l.name, s.sess.Transport()}]++
+		if ps, ok := s.sess.(protocol.PathStatser); ok {
+			rtt[s.l.name] = max(rtt[s.l.name], ps.PathStats().SmoothedRTT.Seconds())
+		}
+	}
+	for relay, v := range rtt {
+		ch <- prometheus.MustNewConstMetric(c.rtt, prometheus.GaugeValue, v, relay)
+	}
+	for k, v := range count {
+		ch <- prometheus.MustNewConstMetric(c.sessions, prometheus.GaugeValue, v, k[0], k[1])
 	}
 }
 
@@ -136,8 +175,10 @@ var statusTmpl = template.Must(template.New("status").Funcs(template.FuncMap{
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.3em .6em;border-bottom:1px solid #ddd}th{background:#f6f6f6}ol.log{padding-left:1.4em;font-size:13px}ol.log code{white-space:pre-wrap;word-break:break-all}.ok{color:#17652b}.bad{color:#a11}</style>
 </head><body><h1>Burrow agent</h1>
 <p>{{if .Ready}}<span class="ok">● ready</span>{{else}}<span class="bad">● not ready</span>: {{.Reason}}{{end}} · up {{ago .Since}} · relay {{.Detail.Relay}}</p>
-<h2>Sessions</h2>{{with .Detail.Sessions}}<table><tr><th>session</th><th>transport</th><th>connected for</th><th>RTT</th><th>streams</th></tr>
-{{range .}}<tr><td>{{.ID}}</td><td>{{.Transport}}</td><td>{{ago .Since}}</td><td>{{if .RTT}}{{.RTT}}{{else}}–{{end}}</td><td>{{.Streams}}</td></tr>{{end}}</table>
+{{if gt (len .Detail.Relays) 1}}<h2>Relays</h2><table id="relays"><tr><th>relay</th><th>connection</th><th>state</th></tr>
+{{range .Detail.Relays}}<tr><td>{{.Relay}}</td><td>{{.Connection}}</td><td>{{.State}}</td></tr>{{end}}</table>{{end}}
+<h2>Sessions</h2>{{with .Detail.Sessions}}<table><tr><th>session</th><th>relay</th><th>transport</th><th>connected for</th><th>RTT</th><th>streams</th></tr>
+{{range .}}<tr><td>{{.ID}}</td><td>{{.Relay}}</td><td>{{.Transport}}</td><td>{{ago .Since}}</td><td>{{if .RTT}}{{.RTT}}{{else}}–{{end}}</td><td>{{.Streams}}</td></tr>{{end}}</table>
 {{else}}<p>Not connected. Last state: {{.Detail.State}}</p>{{end}}
 <h2>Routes</h2><table><tr><th>host</th><th>prefix</th><th>service</th><th>published</th></tr>
 {{range .Detail.Routes}}<tr><td>{{.Host}}</td><td>{{.Prefix}}</td><td>{{.Service}}</td><td>{{if .Published}}<span class="ok">yes</span>{{else}}<span class="bad">no</span>: {{.Reason}}{{end}}</td></tr>{{end}}</table>

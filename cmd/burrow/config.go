@@ -43,9 +43,14 @@ type relayFile struct {
 // agentFile is agent.yaml.
 type agentFile struct {
 	agent.Config `mapstructure:",squash"`
-	Routes       []routeFile `mapstructure:"routes"`
+	// Relay is one relay address or a list ("a:7835, b:7835" in the environment).
+	Relay  relayList   `mapstructure:"relay"`
+	Routes []routeFile `mapstructure:"routes"`
 	Log          logFile     `mapstructure:"log"`
 }
+
+// relayList is agent.yaml's relay: one address, or a list.
+type relayList []string
 
 // routeFile is one of agent.yaml's routes, with Stash's config file under stash:.
 type routeFile struct {
@@ -72,6 +77,7 @@ func relayDefaults() relayFile {
 func agentDefaults() agentFile {
 	return agentFile{
 		Config: agent.Config{Transport: agent.TransportAuto, LossCheck: agent.DefaultLossCheck,
+			ConnectionsPerRelay: 1, RelayRefresh: agent.DefaultRelayRefresh,
 			Admin: admin.Config{Listen: agent.DefaultAdminListen}, ShutdownGrace: 30 * time.Second},
 		Log: logFile{Level: "info", Format: "text"},
 	}
@@ -128,6 +134,21 @@ func typedValue(_, to reflect.Type, data any) (any, error) {
 			return nil, fmt.Errorf("%q is not a CIDR or address", s)
 		}
 		return p, nil
+	case reflect.TypeFor[relayList]():
+		switch v := data.(type) {
+		case string:
+			return relayList(strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' })), nil
+		case []any:
+			var out relayList
+			for _, x := range v {
+				s, ok := x.(string)
+				if !ok {
+					return nil, fmt.Errorf("%v is not a host:port string", x)
+				}
+				out = append(out, s)
+			}
+			return out, nil
+		}
 	case reflect.TypeFor[[sha256.Size]byte]():
 		if s := fmt.Sprint(data); s != "" {
 			return relay.ParseTokenHash(s)
@@ -170,6 +191,9 @@ func loadAgentConfig(path string) (agent.Config, logFile, error) {
 	f := agentDefaults()
 	if err := loadFile(path, &f); err != nil {
 		return agent.Config{}, logFile{}, err
+	}
+	if len(f.Relay) > 0 {
+		f.Config.Relay, f.Config.Relays = f.Relay[0], f.Relay[1:]
 	}
 	for _, r := range f.Routes {
 		r.StashConfigFile = r.Stash.ConfigFile

@@ -200,3 +200,36 @@ func TestFingerprintCreatesIdentity(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// relay: is one address or a list, in the file or the environment.
+func TestRelayList(t *testing.T) {
+	const routes = "token: x\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n"
+	for _, c := range []struct {
+		name, body, env string
+		want            []string
+	}{
+		{"one", "relay: a.example:7835\n", "", []string{"a.example:7835"}},
+		{"list", "relay: [a.example:7835, \"b.example:7835\"]\n", "", []string{"a.example:7835", "b.example:7835"}},
+		{"environment", "", "a.example:7835, b.example:7835", []string{"a.example:7835", "b.example:7835"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.env != "" {
+				t.Setenv("BURROW_RELAY", c.env)
+			}
+			cfg, _, err := loadAgentConfig(writeFile(t, "agent.yaml", c.body+routes))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := append([]string{cfg.Relay}, cfg.Relays...); !slices.Equal(got, c.want) {
+				t.Errorf("relays %q, want %q", got, c.want)
+			}
+			if cfg.ConnectionsPerRelay != 1 || cfg.RelayRefresh != agent.DefaultRelayRefresh {
+				t.Errorf("connections_per_relay %d, relay_refresh %v: want the defaults", cfg.ConnectionsPerRelay, cfg.RelayRefresh)
+			}
+		})
+	}
+	_, _, err := loadAgentConfig(writeFile(t, "agent.yaml", "relay: [a.example:7835, b.example]\n"+routes))
+	if err == nil || !strings.Contains(err.Error(), "relay[1]") {
+		t.Errorf("a relay without a port: %v, want an error naming relay[1]", err)
+	}
+}
