@@ -46,7 +46,7 @@ type agentFile struct {
 	// Relay is one relay address or a list ("a:7835, b:7835" in the environment).
 	Relay  relayList   `mapstructure:"relay"`
 	Routes []routeFile `mapstructure:"routes"`
-	Log          logFile     `mapstructure:"log"`
+	Log    logFile     `mapstructure:"log"`
 }
 
 // relayList is agent.yaml's relay: one address, or a list.
