@@ -19,12 +19,20 @@ func newBackoff() *backoff {
 	return &backoff{base: 500 * time.Millisecond, cap: 30 * time.Second, rand: rand.Float64}
 }
 
+// unreachableCap caps the delay after a relay did not answer at all: trying
+// one costs a handshake attempt, and a relay that restarts (or a relay of
+// several that comes back) gets its sessions within it.
+const unreachableCap = 4 * time.Second
+
 // next returns the delay before the next attempt: uniformly in [d/2, d) for
 // d = base·2^attempt, capped.
-func (b *backoff) next() time.Duration {
+func (b *backoff) next() time.Duration { return b.nextWithin(b.cap) }
+
+// nextWithin is next with the cap c, when lower.
+func (b *backoff) nextWithin(c time.Duration) time.Duration {
 	d := b.base << min(b.attempt, 16)
-	if d > b.cap || d <= 0 {
-		d = b.cap
+	if c = min(c, b.cap); d > c || d <= 0 {
+		d = c
 	}
 	b.attempt++
 	return d/2 + time.Duration(b.rand()*float64(d/2))

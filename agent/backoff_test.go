@@ -27,6 +27,20 @@ func TestBackoffGrowsJittersAndCaps(t *testing.T) {
 	}
 }
 
+// After a relay did not answer at all, the delay stays under unreachableCap.
+func TestBackoffWithin(t *testing.T) {
+	b := newBackoff()
+	b.rand = func() float64 { return 0.999 }
+	for i := range 20 {
+		if d := b.nextWithin(unreachableCap); d >= unreachableCap {
+			t.Fatalf("attempt %d: %v, want under %v", i, d, unreachableCap)
+		}
+	}
+	if d := b.next(); d < 15*time.Second {
+		t.Errorf("next after 20 attempts: %v, want the 30 s cap's range", d)
+	}
+}
+
 func TestWaitHonoursContext(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		start := time.Now()

@@ -207,6 +207,10 @@ func (l *link) run(ctx context.Context, sessions *errgroup.Group) {
 			b.reset()
 		}
 		d := b.next()
+		var unreachable *unreachableError
+		if errors.As(err, &unreachable) {
+			d = b.nextWithin(unreachableCap)
+		}
 		l.a.reconnects.Inc()
 		var rj *protocol.RejectError
 		switch {
@@ -276,7 +280,7 @@ func (l *link) connect(ctx context.Context) (*session, error) {
 	}
 	sess, err := l.dial(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("dial relay %s: %w", l.name, err)
+		return nil, &unreachableError{fmt.Errorf("dial relay %s: %w", l.name, err)}
 	}
 	s, err := l.hello(ctx, sess, rc, idx)
 	if err != nil {
@@ -447,3 +451,9 @@ func (l *link) lossWatch(sess protocol.Session) (ps protocol.PathStatser, ok boo
 	l.mu.Unlock()
 	return ps, !off
 }
+
+// unreachableError is a failure to reach the relay at all.
+type unreachableError struct{ err error }
+
+func (e *unreachableError) Error() string { return e.err.Error() }
+func (e *unreachableError) Unwrap() error { return e.err }

@@ -476,8 +476,14 @@ func newClient(addr string) *http.Client {
 // freePort returns a loopback port that is free for TCP (and UDP when udp is set).
 func freePort(t *testing.T, udp bool) int {
 	t.Helper()
+	return freePortOn(t, "127.0.0.1", udp)
+}
+
+// freePortOn returns a port of ip that is free for TCP (and UDP when udp is set).
+func freePortOn(t *testing.T, ip string, udp bool) int {
+	t.Helper()
 	for range 50 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -486,7 +492,7 @@ func freePort(t *testing.T, udp bool) int {
 			ln.Close()
 			return port
 		}
-		pc, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		pc, err := net.ListenPacket("udp", net.JoinHostPort(ip, strconv.Itoa(port)))
 		ln.Close()
 		if err == nil {
 			pc.Close()
