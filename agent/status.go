@@ -114,7 +114,11 @@ func (a *Agent) Status() admin.Status {
 		}
 		st.Routes = append(st.Routes, rs)
 	}
-	return admin.Status{Role: "agent", Ready: ready, Reason: reason, Since: a.started, Detail: st, Errors: a.recent.Lines()}
+	checks := map[string]string{}
+	for _, r := range st.Relays {
+		checks[fmt.Sprintf("relay %s #%d", r.Relay, r.Connection)] = r.State
+	}
+	return admin.Status{Role: "agent", Ready: ready, Reason: reason, Since: a.started, Detail: st, Errors: a.recent.Lines(), Checks: checks}
 }
 
 // agentCollector reports the live sessions at scrape time, so that the

@@ -66,6 +66,9 @@ type Status struct {
 	Detail any       `json:"detail"`
 	// Errors are the last warnings and errors logged, newest first.
 	Errors []string `json:"recent_errors"`
+	// Checks are the states /readyz lists beside its verdict, such as each
+	// relay connection's.
+	Checks map[string]string `json:"checks,omitempty"`
 }
 
 // Server is a bound admin listener.
@@ -92,7 +95,7 @@ func Listen(o Options) (*Server, error) {
 		if !st.Ready {
 			code = http.StatusServiceUnavailable
 		}
-		writeJSON(w, code, map[string]any{"ready": st.Ready, "reason": st.Reason})
+		writeJSON(w, code, map[string]any{"ready": st.Ready, "reason": st.Reason, "checks": st.Checks})
 	})
 	mux.HandleFunc("GET /status.json", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, o.Status())

@@ -19,6 +19,7 @@ import (
 
 	"github.com/burrow-tunnel/burrow/internal/origin"
 	"github.com/burrow-tunnel/burrow/internal/testutil"
+	"github.com/burrow-tunnel/burrow/protocol"
 	"github.com/miekg/dns"
 )
 
@@ -48,6 +49,7 @@ type fleet struct {
 	agentProc         *proc
 	agentFleetLog     *testutil.SyncBuffer
 	agentConfigPath   string
+	agentAdminAddr    string
 }
 
 // newFleet writes the configs of relays listening on tunnelIPs (tunnel, all
@@ -135,12 +137,13 @@ func (f *fleet) startAgent(relays, extra, service, netns string) {
 		service = f.originAddr
 	}
 	f.agentConfigPath = filepath.Join(f.dir, "agent.yaml")
+	f.agentAdminAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(f.t, false)))
 	writeFile(f.t, f.agentConfigPath, fmt.Sprintf(`relay: %s
 relay_fingerprint: %q
 token: %q
 transport: %s
 admin:
-  listen: ""
+  listen: %q
 shutdown_grace: 2s
 %slog:
   level: debug
@@ -148,7 +151,7 @@ routes:
   - host: %s
     service: http://%s
     allow_unauthenticated: true
-`, relays, f.fingerprint, f.token, f.transport, extra, publicHost, service))
+`, relays, f.fingerprint, f.token, f.transport, f.agentAdminAddr, extra, publicHost, service))
 	f.agentFleetLog = &testutil.SyncBuffer{}
 	args := []string{"agent", "--config", f.agentConfigPath}
 	if netns == "" {
@@ -258,6 +261,22 @@ func TestSeveralRelays(t *testing.T) {
 			wg.Wait()
 			if len(failures) > 0 {
 				t.Errorf("%d of 12 downloads through the remaining relays failed: %s", len(failures), strings.Join(failures, "; "))
+			}
+
+			// The agent is still ready, and once its tunnel notices (QUIC: the
+			// heartbeat), its /readyz says which relay it lost.
+			var ready struct {
+				Ready  bool              `json:"ready"`
+				Checks map[string]string `json:"checks"`
+			}
+			noticed := func() bool {
+				getJSON(t, "http://"+f.agentAdminAddr+"/readyz", &ready)
+				lost, ok := ready.Checks["relay "+killed.tunnel+" #0"]
+				return ok && !strings.HasPrefix(lost, "connected")
+			}
+			testutil.WaitFor(t, 3*protocol.HeartbeatMisses*protocol.HeartbeatPeriod, "the agent's /readyz to list the killed relay as lost", noticed)
+			if !ready.Ready || len(ready.Checks) != 3 {
+				t.Errorf("agent /readyz with one relay of three down: %+v", ready)
 			}
 
 			f.startRelay(killed)
