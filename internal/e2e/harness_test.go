@@ -422,15 +422,22 @@ func cleanEnv() []string {
 	return env
 }
 
+// burrowCommand is the binary with args, bounded by ctx, in a clean
+// environment, its stderr kept in the buffer it returns.
+func burrowCommand(ctx context.Context, args ...string) (*exec.Cmd, *bytes.Buffer) {
+	cmd := exec.CommandContext(ctx, burrowBin, args...)
+	cmd.Env = cleanEnv()
+	stderr := new(bytes.Buffer)
+	cmd.Stderr = stderr
+	return cmd, stderr
+}
+
 // runBurrow runs a short burrow command and returns its stdout.
 func runBurrow(t *testing.T, args ...string) []byte {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, burrowBin, args...)
-	cmd.Env = cleanEnv()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	cmd, stderr := burrowCommand(ctx, args...)
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("burrow %s: %v\n%s", strings.Join(args, " "), err, stderr.Bytes())
@@ -444,10 +451,7 @@ func runBurrowFails(t *testing.T, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, burrowBin, args...)
-	cmd.Env = cleanEnv()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	cmd, stderr := burrowCommand(ctx, args...)
 	err := cmd.Run()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() == 0 {
