@@ -31,7 +31,7 @@ unit:
 
 # Each fuzz target for a while (the seed corpus already runs in `make unit`).
 fuzz:
-	for f in FuzzReadFrame FuzzReadHello FuzzReadAnswer FuzzReadStreamHeader FuzzReadStatus; do \
+	for f in FuzzReadFrame FuzzReadHello FuzzReadAnswer FuzzReadStreamHeader FuzzReadStatus FuzzDecodeRouteRequest FuzzDecodeRouteUpdate; do \
 		$(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=30s ./protocol || exit 1; done
 
 bench: build

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"reflect"
@@ -214,9 +213,9 @@ func (s *session) handle(mt protocol.MsgType, body []byte) error {
 	if mt != protocol.MsgRouteUpdate {
 		return nil // a message of a newer relay: not for this agent
 	}
-	var u protocol.RouteUpdate
-	if err := json.Unmarshal(body, &u); err != nil {
-		return fmt.Errorf("bad route update: %w", err)
+	u, err := protocol.DecodeRouteUpdate(body)
+	if err != nil {
+		return err
 	}
 	asked := s.asked.Load()
 	if u.Seq != 0 {

@@ -3,6 +3,7 @@ package protocol
 import (
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -258,6 +259,28 @@ func readExpect(r io.Reader, want MsgType, v any) error {
 		return fmt.Errorf("%w: got %s, want %s", ErrUnexpectedMessage, t, want)
 	}
 	return decode(t, body, v)
+}
+
+// DecodeRouteRequest decodes the body of a MsgRoutes; a request without a
+// sequence number is an error.
+func DecodeRouteRequest(body []byte) (*RouteRequest, error) {
+	var req RouteRequest
+	if err := decode(MsgRoutes, body, &req); err != nil {
+		return nil, err
+	}
+	if req.Seq == 0 {
+		return nil, errors.New("protocol: route request without a sequence number")
+	}
+	return &req, nil
+}
+
+// DecodeRouteUpdate decodes the body of a MsgRouteUpdate.
+func DecodeRouteUpdate(body []byte) (*RouteUpdate, error) {
+	var u RouteUpdate
+	if err := decode(MsgRouteUpdate, body, &u); err != nil {
+		return nil, err
+	}
+	return &u, nil
 }
 
 func decode(t MsgType, body []byte, v any) error {

@@ -220,3 +220,51 @@ func FuzzReadStatus(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeRouteRequest and FuzzDecodeRouteUpdate read the route messages
+// of a live session: whatever they accept re-encodes to the same value.
+func FuzzDecodeRouteRequest(f *testing.F) {
+	f.Add([]byte(`{"seq":1,"routes":[{"host":"a.example","prefix":"/x"}]}`))
+	f.Add([]byte(`{"seq":0,"routes":[]}`))
+	f.Add([]byte(`{"seq":18446744073709551615,"routes":null}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := protocol.DecodeRouteRequest(body)
+		if err != nil {
+			if req != nil {
+				t.Fatalf("returned %+v with error %v", req, err)
+			}
+			return
+		}
+		if req.Seq == 0 {
+			t.Fatal("accepted a request without a sequence number")
+		}
+		again, err := protocol.DecodeRouteRequest(reencode(t, req))
+		if err != nil || !bytes.Equal(reencode(t, req), reencode(t, again)) {
+			t.Fatalf("round trip of %+v: %+v, %v", req, again, err)
+		}
+	})
+}
+
+func FuzzDecodeRouteUpdate(f *testing.F) {
+	seed, err := json.Marshal(&protocol.RouteUpdate{Seq: 2, Accepted: testWelcome.Accepted, Refused: testWelcome.Refused})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(seed)
+	f.Add([]byte(`{"accepted":[{"id":-1}]}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		u, err := protocol.DecodeRouteUpdate(body)
+		if err != nil {
+			if u != nil {
+				t.Fatalf("returned %+v with error %v", u, err)
+			}
+			return
+		}
+		again, err := protocol.DecodeRouteUpdate(reencode(t, u))
+		if err != nil || !bytes.Equal(reencode(t, u), reencode(t, again)) {
+			t.Fatalf("round trip of %+v: %+v, %v", u, again, err)
+		}
+	})
+}

@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 
@@ -145,12 +144,9 @@ func (t *tunnelSession) handle(mt protocol.MsgType, body []byte) error {
 	if !t.updates {
 		return fmt.Errorf("route request on a session without %q", protocol.FeatureRouteUpdates)
 	}
-	var req protocol.RouteRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		return fmt.Errorf("bad route request: %w", err)
-	}
-	if req.Seq == 0 {
-		return fmt.Errorf("route request without a sequence number")
+	req, err := protocol.DecodeRouteRequest(body)
+	if err != nil {
+		return err
 	}
 	t.log.Info("agent asks for new routes", "routes", len(req.Routes))
 	t.srv.reloadMu.Lock()
