@@ -19,6 +19,8 @@ import (
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/burrow-tunnel/burrow/internal/redisstore"
 )
 
 // alpnACME is the TLS-ALPN-01 challenge protocol (RFC 8737).
@@ -39,13 +41,17 @@ type publicCerts struct {
 	onDemand *certmagic.Config // names under wildcard grants, obtained at first handshake
 	issuer   *certmagic.ACMEIssuer
 	names    map[string]bool // the managed names
-	stopOnce sync.Once
+	// closeStorage releases the storage (a Redis store's connections and
+	// lock refreshers); nil for the file store.
+	closeStorage func() error
+	stopOnce     sync.Once
 }
 
 // acmeTest holds knobs that only tests turn (see export_test.go).
 type acmeTest struct {
 	disableHTTP01, disableTLSALPN01 bool
 	renewCheckInterval              time.Duration
+	lockTTL                         time.Duration // of the Redis store's locks
 }
 
 func loadStaticCert(c TLSConfig) (*tls.Certificate, error) {
@@ -118,7 +124,12 @@ func (s *Server) newACME() (*publicCerts, error) {
 		RenewCheckInterval: s.acmeTest.renewCheckInterval,
 		Logger:             logger,
 	})
-	storage := &certmagic.FileStorage{Path: filepath.Join(s.cfg.StateDir, "certmagic")}
+	storage, closeStorage, err := s.certStorage()
+	if err != nil {
+		p.stop()
+		return nil, err
+	}
+	p.closeStorage = closeStorage
 	base := certmagic.Config{
 		Storage: storage,
 		Logger:  logger,
@@ -173,6 +184,40 @@ func (s *Server) newACME() (*publicCerts, error) {
 	return p, nil
 }
 
+// certStorage is where certmagic keeps certificates, keys, the ACME account,
+// challenge tokens and locks: state_dir/certmagic, or a Redis that several
+// relays share. With Redis, the challenge tokens in it let any relay answer
+// a challenge that another relay started (certmagic's distributed solving,
+// on by default), and its locks make one relay, not each, order a name.
+func (s *Server) certStorage() (certmagic.Storage, func() error, error) {
+	r := s.cfg.TLS.Storage.Redis
+	if !r.Enabled() {
+		return &certmagic.FileStorage{Path: filepath.Join(s.cfg.StateDir, "certmagic")}, nil, nil
+	}
+	var password string
+	if r.PasswordFile != "" {
+		b, err := os.ReadFile(r.PasswordFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("tls.storage.redis.password_file: %w", err)
+		}
+		if password = strings.TrimSpace(string(b)); password == "" {
+			return nil, nil, fmt.Errorf("tls.storage.redis.password_file: %s is empty; put Redis's requirepass in it, or remove the key", r.PasswordFile)
+		}
+	}
+	store, err := redisstore.New(redisstore.Options{
+		Address:   r.Address,
+		Password:  password,
+		KeyPrefix: r.KeyPrefix,
+		LockTTL:   s.acmeTest.lockTTL,
+		Log:       s.log.With("component", "certstore"),
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("tls.storage.redis: %w", err)
+	}
+	s.log.Info("certificates shared through Redis", "redis", r.Address, "key_prefix", r.KeyPrefix)
+	return store, store.Close, nil
+}
+
 func hostPort(a net.Addr) (string, int) {
 	host, port, _ := net.SplitHostPort(a.String())
 	n, _ := strconv.Atoi(port)
@@ -215,10 +260,15 @@ func (p *publicCerts) start(ctx context.Context) error {
 	return p.managed.ManageAsync(ctx, names)
 }
 
-// stop ends certmagic's maintenance goroutine.
+// stop ends certmagic's maintenance goroutine and releases the storage.
 func (p *publicCerts) stop() {
 	if p != nil && p.cache != nil {
-		p.stopOnce.Do(p.cache.Stop)
+		p.stopOnce.Do(func() {
+			p.cache.Stop()
+			if p.closeStorage != nil {
+				_ = p.closeStorage() // closing connections; nothing to do about an error
+			}
+		})
 	}
 }
 

@@ -8,11 +8,13 @@ type ACMETestOptions struct {
 	DisableHTTP01, DisableTLSALPN01 bool
 	// RenewCheckInterval is how often certmagic looks for certificates to renew.
 	RenewCheckInterval time.Duration
+	// LockTTL is the lifetime of the Redis store's locks without a refresh.
+	LockTTL time.Duration
 }
 
 // SetACMETestOptions applies o; call it between New and Listen.
 func (s *Server) SetACMETestOptions(o ACMETestOptions) {
-	s.acmeTest = acmeTest{disableHTTP01: o.DisableHTTP01, disableTLSALPN01: o.DisableTLSALPN01, renewCheckInterval: o.RenewCheckInterval}
+	s.acmeTest = acmeTest{disableHTTP01: o.DisableHTTP01, disableTLSALPN01: o.DisableTLSALPN01, renewCheckInterval: o.RenewCheckInterval, lockTTL: o.LockTTL}
 }
 
 // Timeouts are the limits the relay puts on proxied requests.
