@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -41,17 +42,25 @@ type publicCerts struct {
 	onDemand *certmagic.Config // names under wildcard grants, obtained at first handshake
 	issuer   *certmagic.ACMEIssuer
 	names    map[string]bool // the managed names
-	// closeStorage releases the storage (a Redis store's connections and
-	// lock refreshers); nil for the file store.
-	closeStorage func() error
-	stopOnce     sync.Once
+	// redis is the shared store, nil with the file store; start watches it
+	// (a goroutine that stop ends) so that an outage is logged when it begins.
+	redis      *redisstore.Store
+	redisWatch time.Duration
+	stopWatch  context.CancelFunc
+	watchDone  chan struct{}
+	stopOnce   sync.Once
 }
+
+// redisWatchInterval is how often a relay pings a shared Redis.
+const redisWatchInterval = 15 * time.Second
 
 // acmeTest holds knobs that only tests turn (see export_test.go).
 type acmeTest struct {
 	disableHTTP01, disableTLSALPN01 bool
+	disableARI                      bool
 	renewCheckInterval              time.Duration
 	lockTTL                         time.Duration // of the Redis store's locks
+	redisWatch                      time.Duration // between pings of the Redis store
 }
 
 func loadStaticCert(c TLSConfig) (*tls.Certificate, error) {
@@ -124,16 +133,19 @@ func (s *Server) newACME() (*publicCerts, error) {
 		RenewCheckInterval: s.acmeTest.renewCheckInterval,
 		Logger:             logger,
 	})
-	storage, closeStorage, err := s.certStorage()
+	storage, err := s.certStorage()
 	if err != nil {
 		p.stop()
 		return nil, err
 	}
-	p.closeStorage = closeStorage
+	if r, ok := storage.(*redisstore.Store); ok {
+		p.redis, p.redisWatch = r, cmp.Or(s.acmeTest.redisWatch, redisWatchInterval)
+	}
 	base := certmagic.Config{
-		Storage: storage,
-		Logger:  logger,
-		OnEvent: s.acmeEvent,
+		Storage:    storage,
+		Logger:     logger,
+		DisableARI: s.acmeTest.disableARI,
+		OnEvent:    s.acmeEvent,
 		ShouldEmitFunc: func(event string) bool {
 			return event == "cert_obtained" || event == "cert_failed"
 		},
@@ -189,19 +201,19 @@ func (s *Server) newACME() (*publicCerts, error) {
 // relays share. With Redis, the challenge tokens in it let any relay answer
 // a challenge that another relay started (certmagic's distributed solving,
 // on by default), and its locks make one relay, not each, order a name.
-func (s *Server) certStorage() (certmagic.Storage, func() error, error) {
+func (s *Server) certStorage() (certmagic.Storage, error) {
 	r := s.cfg.TLS.Storage.Redis
 	if !r.Enabled() {
-		return &certmagic.FileStorage{Path: filepath.Join(s.cfg.StateDir, "certmagic")}, nil, nil
+		return &certmagic.FileStorage{Path: filepath.Join(s.cfg.StateDir, "certmagic")}, nil
 	}
 	var password string
 	if r.PasswordFile != "" {
 		b, err := os.ReadFile(r.PasswordFile)
 		if err != nil {
-			return nil, nil, fmt.Errorf("tls.storage.redis.password_file: %w", err)
+			return nil, fmt.Errorf("tls.storage.redis.password_file: %w", err)
 		}
 		if password = strings.TrimSpace(string(b)); password == "" {
-			return nil, nil, fmt.Errorf("tls.storage.redis.password_file: %s is empty; put Redis's requirepass in it, or remove the key", r.PasswordFile)
+			return nil, fmt.Errorf("tls.storage.redis.password_file: %s is empty; put Redis's requirepass in it, or remove the key", r.PasswordFile)
 		}
 	}
 	store, err := redisstore.New(redisstore.Options{
@@ -212,10 +224,10 @@ func (s *Server) certStorage() (certmagic.Storage, func() error, error) {
 		Log:       s.log.With("component", "certstore"),
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("tls.storage.redis: %w", err)
+		return nil, fmt.Errorf("tls.storage.redis: %w", err)
 	}
 	s.log.Info("certificates shared through Redis", "redis", r.Address, "key_prefix", r.KeyPrefix)
-	return store, store.Close, nil
+	return store, nil
 }
 
 func hostPort(a net.Addr) (string, int) {
@@ -250,7 +262,18 @@ func (s *Server) acmeEvent(_ context.Context, event string, data map[string]any)
 
 // start begins managing the certificates; ctx ends the retries of obtains in flight.
 func (p *publicCerts) start(ctx context.Context) error {
-	if p == nil || p.cache == nil || len(p.names) == 0 {
+	if p == nil || p.cache == nil {
+		return nil
+	}
+	if p.redis != nil {
+		wctx, cancel := context.WithCancel(ctx)
+		p.stopWatch, p.watchDone = cancel, make(chan struct{})
+		go func() {
+			defer close(p.watchDone)
+			p.redis.Watch(wctx, p.redisWatch)
+		}()
+	}
+	if len(p.names) == 0 {
 		return nil
 	}
 	names := make([]string, 0, len(p.names))
@@ -264,9 +287,13 @@ func (p *publicCerts) start(ctx context.Context) error {
 func (p *publicCerts) stop() {
 	if p != nil && p.cache != nil {
 		p.stopOnce.Do(func() {
+			if p.stopWatch != nil {
+				p.stopWatch()
+				<-p.watchDone
+			}
 			p.cache.Stop()
-			if p.closeStorage != nil {
-				_ = p.closeStorage() // closing connections; nothing to do about an error
+			if p.redis != nil {
+				_ = p.redis.Close() // closing connections: nothing left to do about an error
 			}
 		})
 	}

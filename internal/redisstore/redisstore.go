@@ -34,7 +34,7 @@
 // ErrUnavailable. The relay keeps serving the certificates it holds in
 // memory; obtaining and renewing wait until Redis is back. The store logs one
 // line when Redis becomes unreachable and one when it answers again, not one
-// per failed call.
+// per failed call; Watch pings Redis so that both are noticed at once.
 package redisstore
 
 import (
@@ -174,6 +174,22 @@ func (s *Store) String() string { return "redis://" + s.addr + "/" + s.prefix }
 // Ping checks that Redis answers.
 func (s *Store) Ping(ctx context.Context) error {
 	return s.wrap("ping", "", s.client.Ping(ctx).Err())
+}
+
+// Watch pings Redis every interval until ctx ends, so that an outage is
+// logged when it begins (and its end when Redis is back), not only at the
+// next renewal that needs Redis.
+func (s *Store) Watch(ctx context.Context, every time.Duration) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			_ = s.Ping(ctx) // Ping's error reaches the log through observe, once per change
+		}
+	}
 }
 
 // Close stops refreshing the locks still held (they expire within LockTTL)
