@@ -4,8 +4,8 @@
 // answer a challenge another relay started) and the locks that make one
 // relay, not all of them, ask the CA for a name.
 //
-// It talks to Redis through github.com/redis/go-redis/v9, the Redis
-// project's own Go client and the best-kept one.
+// It talks to Redis (6.2 or later) through github.com/redis/go-redis/v9,
+// the Redis project's own Go client and the best-kept one.
 //
 // # Keys
 //
@@ -216,7 +216,7 @@ func (s *Store) lockKey(name string) string {
 // clean turns a certmagic key into the form the index holds: no leading or trailing slash.
 func clean(key string) string { return strings.Trim(key, "/") }
 
-// under is the index range (for ZRANGEBYLEX) of the keys below dir.
+// under is the index range (for ZRANGE BYLEX) of the keys below dir.
 // '0' follows '/' in ASCII, so [dir/, dir0) is exactly the keys that start with "dir/".
 func under(dir string) (lo, hi string) {
 	if dir == "" {
@@ -256,7 +256,7 @@ func (s *Store) Load(ctx context.Context, key string) ([]byte, error) {
 var deleteScript = redis.NewScript(`
 local n = redis.call('DEL', ARGV[1] .. ARGV[2])
 redis.call('ZREM', KEYS[1], ARGV[2])
-local below = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[3], ARGV[4])
+local below = redis.call('ZRANGE', KEYS[1], ARGV[3], ARGV[4], 'BYLEX')
 for _, k in ipairs(below) do
   redis.call('DEL', ARGV[1] .. k)
 end
@@ -293,7 +293,7 @@ func (s *Store) probe(ctx context.Context, key string) (file, below bool, err er
 	var first *redis.StringSliceCmd
 	_, err = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		exists = p.Exists(ctx, s.fileKey(key))
-		first = p.ZRangeByLex(ctx, s.indexKey(), &redis.ZRangeBy{Min: lo, Max: hi, Count: 1})
+		first = p.ZRangeArgs(ctx, redis.ZRangeArgs{Key: s.indexKey(), Start: lo, Stop: hi, ByLex: true, Count: 1})
 		return nil
 	})
 	if err != nil {
@@ -309,7 +309,7 @@ func (s *Store) probe(ctx context.Context, key string) (file, below bool, err er
 func (s *Store) List(ctx context.Context, dir string, recursive bool) ([]string, error) {
 	dir = clean(dir)
 	lo, hi := under(dir)
-	files, err := s.client.ZRangeByLex(ctx, s.indexKey(), &redis.ZRangeBy{Min: lo, Max: hi}).Result()
+	files, err := s.client.ZRangeArgs(ctx, redis.ZRangeArgs{Key: s.indexKey(), Start: lo, Stop: hi, ByLex: true}).Result()
 	if err != nil {
 		return nil, s.wrap("list", dir, err)
 	}
@@ -422,8 +422,15 @@ func (s *Store) TryLock(ctx context.Context, name string) (bool, error) {
 		_ = unlockScript.Run(context.WithoutCancel(ctx), s.client, []string{s.lockKey(name)}, token).Err()
 		return false, fmt.Errorf("redis store: lock %q: the store is closed", name)
 	}
+	// An entry left for this name is a lock that expired while held here
+	// (Redis was unreachable for longer than LockTTL): its refresher goes.
+	stale := s.locks[name]
 	s.locks[name] = l
 	s.mu.Unlock()
+	if stale != nil {
+		stale.stop()
+		<-stale.done
+	}
 	go s.refresh(refreshCtx, name, l)
 	return true, nil
 }
