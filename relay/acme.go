@@ -46,6 +46,7 @@ type publicCerts struct {
 	// (a goroutine that stop ends) so that an outage is logged when it begins.
 	redis      *redisstore.Store
 	redisWatch time.Duration
+	log        *slog.Logger
 	stopWatch  context.CancelFunc
 	watchDone  chan struct{}
 	stopOnce   sync.Once
@@ -139,7 +140,7 @@ func (s *Server) newACME() (*publicCerts, error) {
 		return nil, err
 	}
 	if r, ok := storage.(*redisstore.Store); ok {
-		p.redis, p.redisWatch = r, cmp.Or(s.acmeTest.redisWatch, redisWatchInterval)
+		p.redis, p.redisWatch, p.log = r, cmp.Or(s.acmeTest.redisWatch, redisWatchInterval), s.log
 	}
 	base := certmagic.Config{
 		Storage:    storage,
@@ -265,22 +266,33 @@ func (p *publicCerts) start(ctx context.Context) error {
 	if p == nil || p.cache == nil {
 		return nil
 	}
-	if p.redis != nil {
-		wctx, cancel := context.WithCancel(ctx)
-		p.stopWatch, p.watchDone = cancel, make(chan struct{})
-		go func() {
-			defer close(p.watchDone)
-			p.redis.Watch(wctx, p.redisWatch)
-		}()
-	}
-	if len(p.names) == 0 {
-		return nil
-	}
 	names := make([]string, 0, len(p.names))
 	for n := range p.names {
 		names = append(names, n)
 	}
-	return p.managed.ManageAsync(ctx, names)
+	if p.redis == nil {
+		if len(names) == 0 {
+			return nil
+		}
+		return p.managed.ManageAsync(ctx, names)
+	}
+	// certmagic gives up on a name whose certificate it cannot load at start,
+	// so with Redis the names are managed once Redis answers, and again each
+	// time it is back after an outage (a no-op for the names already managed).
+	wctx, cancel := context.WithCancel(ctx)
+	p.stopWatch, p.watchDone = cancel, make(chan struct{})
+	go func() {
+		defer close(p.watchDone)
+		p.redis.Watch(wctx, p.redisWatch, func() {
+			if len(names) == 0 {
+				return
+			}
+			if err := p.managed.ManageAsync(wctx, names); err != nil {
+				p.log.Error("certificate management did not start", "err", err)
+			}
+		})
+	}()
+	return nil
 }
 
 // stop ends certmagic's maintenance goroutine and releases the storage.

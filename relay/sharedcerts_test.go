@@ -303,3 +303,69 @@ func (r *relayProcess) logLines(s string) []string {
 	}
 	return lines
 }
+
+// TestRelayStartedWhileRedisDown: a relay that starts while Redis is
+// unreachable obtains its certificates once Redis is back, without a restart.
+func TestRelayStartedWhileRedisDown(t *testing.T) {
+	rds := redistest.Start(t)
+	rds.Stop()
+	p := newPebble(t, 90*24*time.Hour)
+	ips := []net.IP{net.IPv4(127, 0, 0, 1)}
+	httpPort, httpsPort := freePortOn(t, ips), freePortOn(t, ips)
+	p.start(httpPort, httpsPort)
+	r := startRelayProcess(t, "relay", childRelay{
+		HTTP:       net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort)),
+		HTTPS:      net.JoinHostPort("127.0.0.1", strconv.Itoa(httpsPort)),
+		Hosts:      []string{"stash.example.test"},
+		StateDir:   t.TempDir(),
+		Redis:      rds.Addr,
+		CA:         p.URL,
+		CARoot:     p.WFERoot,
+		RenewCheck: 250 * time.Millisecond,
+		RedisWatch: 100 * time.Millisecond,
+	})
+	r.waitListening(t)
+	testutil.WaitFor(t, 20*time.Second, "the relay to log that Redis is unreachable", func() bool {
+		return len(r.logLines("certificate store unreachable")) > 0
+	})
+	if _, err := servedCert(r.https, "stash.example.test", p.Roots()); err == nil {
+		t.Fatal("a certificate is served while Redis, where it would be kept, has never been reachable")
+	}
+	rds.Start()
+	waitForCert(t, r.https, "stash.example.test", p.Roots())
+	if n := p.ordersFor("stash.example.test"); n != 1 {
+		t.Errorf("%d orders, want 1", n)
+	}
+}
+
+// TestRedisPasswordFile: a password file that cannot be read stops the relay
+// at start with an error that names the key.
+func TestRedisPasswordFile(t *testing.T) {
+	for name, body := range map[string]*string{"missing": nil, "empty": new(string)} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			pass := dir + "/redis.pass"
+			if body != nil {
+				if err := os.WriteFile(pass, []byte(*body+"\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s, err := relay.New(relay.Config{
+				Tunnel:   relay.TunnelConfig{Listen: "127.0.0.1:0"},
+				Public:   relay.PublicConfig{HTTPS: "127.0.0.1:0"},
+				StateDir: dir,
+				TLS: relay.TLSConfig{
+					ACME:    relay.ACMEConfig{CA: "https://127.0.0.1:9/dir"},
+					Storage: relay.StorageConfig{Redis: relay.RedisStorageConfig{Address: "127.0.0.1:9", PasswordFile: pass, KeyPrefix: "burrow"}},
+				},
+			}, testLogger(t, "relay"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = s.Listen()
+			if err == nil || !strings.Contains(err.Error(), "tls.storage.redis.password_file") {
+				t.Fatalf("Listen with a %s password file: %v, want an error naming tls.storage.redis.password_file", name, err)
+			}
+		})
+	}
+}

@@ -30,8 +30,8 @@
 //
 // # Outages
 //
-// When Redis cannot be reached, every call fails with an error wrapping
-// ErrUnavailable. The relay keeps serving the certificates it holds in
+// When Redis cannot be reached, or refuses the password, every call fails
+// with an error wrapping ErrUnavailable. The relay keeps serving the certificates it holds in
 // memory; obtaining and renewing wait until Redis is back. The store logs one
 // line when Redis becomes unreachable and one when it answers again, not one
 // per failed call; Watch pings Redis so that both are noticed at once.
@@ -57,8 +57,9 @@ import (
 	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
-// ErrUnavailable marks the errors of calls that could not reach Redis.
-var ErrUnavailable = errors.New("redis is unreachable")
+// ErrUnavailable marks the errors of calls that could not reach Redis, or
+// whose credentials Redis refused.
+var ErrUnavailable = errors.New("redis is unavailable")
 
 // Defaults for the zero values of Options.
 const (
@@ -176,18 +177,28 @@ func (s *Store) Ping(ctx context.Context) error {
 	return s.wrap("ping", "", s.client.Ping(ctx).Err())
 }
 
-// Watch pings Redis every interval until ctx ends, so that an outage is
-// logged when it begins (and its end when Redis is back), not only at the
-// next renewal that needs Redis.
-func (s *Store) Watch(ctx context.Context, every time.Duration) {
+// Watch pings Redis at once and then every interval until ctx ends, so that
+// an outage is logged when it begins and its end when Redis is back, not
+// only at the next call that needs Redis. reachable, if not nil, runs after
+// the first ping that succeeds, and after each one that succeeds after a
+// failed one: the time to start what Redis's absence held up.
+func (s *Store) Watch(ctx context.Context, every time.Duration, reachable func()) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
+	up := false
 	for {
+		err := s.Ping(ctx) // its error reaches the log through observe, once per change
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil && !up && reachable != nil {
+			reachable()
+		}
+		up = err == nil
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			_ = s.Ping(ctx) // Ping's error reaches the log through observe, once per change
 		}
 	}
 }
@@ -519,39 +530,58 @@ func (s *Store) wrap(op, key string, err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case unreachable(err):
+	case unavailable(err):
 		return fmt.Errorf("redis store %s: %s %q: %w: %w", s.addr, op, key, ErrUnavailable, err)
 	default:
 		return fmt.Errorf("redis store %s: %s %q: %w", s.addr, op, key, err)
 	}
 }
 
-// unreachable tells a failure to reach Redis from an answer of Redis (an
-// error reply, a missing key), from the caller giving up and from a closed store.
-func unreachable(err error) bool {
+// unavailable tells a failure to reach Redis, or to log in to it, from
+// another answer of Redis (an error reply, a missing key), from the caller
+// giving up and from a closed store.
+func unavailable(err error) bool {
 	if err == nil || errors.Is(err, redis.Nil) || errors.Is(err, context.Canceled) || errors.Is(err, redis.ErrClosed) {
 		return false
 	}
 	var reply redis.Error
-	return !errors.As(err, &reply)
+	return !errors.As(err, &reply) || refused(err)
 }
 
-// observe logs a change of Redis's reachability: one line when it goes, one
+// refused reports whether Redis refused the store's credentials.
+func refused(err error) bool {
+	var reply redis.Error
+	if !errors.As(err, &reply) {
+		return false
+	}
+	m := reply.Error()
+	for _, p := range []string{"NOAUTH", "WRONGPASS", "NOPERM", "ERR AUTH"} {
+		if strings.HasPrefix(m, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// observe logs a change of Redis's availability: one line when it goes, one
 // when it is back.
 func (s *Store) observe(err error) {
-	down := unreachable(err)
+	down := unavailable(err)
 	if err != nil && !down {
-		return // Redis answered, though with an error: no news about reachability
+		return // Redis answered, though with an error: no news about its availability
 	}
 	s.stateMu.Lock()
 	changed := down != s.down
 	s.down = down
 	s.stateMu.Unlock()
+	const held = "serving the certificates held in memory; obtaining and renewing certificates wait until Redis is back"
 	switch {
 	case !changed:
-	case down:
-		s.log.Warn("certificate store unreachable: serving the certificates held in memory; obtaining and renewing certificates wait until Redis is back",
+	case down && refused(err):
+		s.log.Error("certificate store refuses the password: check tls.storage.redis.password_file against Redis's requirepass; "+held,
 			"err", err)
+	case down:
+		s.log.Warn("certificate store unreachable: "+held, "err", err)
 	default:
 		s.log.Info("certificate store reachable again: obtaining and renewing certificates resume")
 	}

@@ -390,6 +390,76 @@ func TestUnreachable(t *testing.T) {
 	}
 }
 
+// TestPassword: a store with Redis's password works; one with a wrong
+// password fails with ErrUnavailable and logs once, saying what to check.
+func TestPassword(t *testing.T) {
+	r := redistest.Start(t, "--requirepass", "s3cret")
+	ctx := context.Background()
+	good, err := redisstore.New(redisstore.Options{Address: r.Addr, Password: "s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer good.Close()
+	if err := good.Store(ctx, "k", []byte("v")); err != nil {
+		t.Fatalf("store with the password: %v", err)
+	}
+	logs := &testutil.SyncBuffer{}
+	bad, err := redisstore.New(redisstore.Options{Address: r.Addr, Password: "wrong",
+		Log: slog.New(slog.NewTextHandler(io.MultiWriter(logs, t.Output()), nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	for range 3 {
+		if _, err := bad.Load(ctx, "k"); !errors.Is(err, redisstore.ErrUnavailable) {
+			t.Fatalf("load with a wrong password: %v, want ErrUnavailable", err)
+		}
+	}
+	if n := strings.Count(logs.String(), "password_file"); n != 1 {
+		t.Errorf("%d lines naming password_file, want 1:\n%s", n, logs)
+	}
+}
+
+// TestWatch: Watch says when Redis is reachable: at its first ping, and
+// again after an outage.
+func TestWatch(t *testing.T) {
+	r := redistest.Start(t)
+	logs := &testutil.SyncBuffer{}
+	s := newStore(t, r.Addr, "burrow", 0, logs)
+	ctx, cancel := context.WithCancel(context.Background())
+	reachable := make(chan struct{}, 10)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Watch(ctx, 20*time.Millisecond, func() { reachable <- struct{}{} })
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	wait := func(what string) {
+		t.Helper()
+		select {
+		case <-reachable:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("Watch did not call reachable %s", what)
+		}
+	}
+	wait("at its first ping")
+	r.Stop()
+	testutil.WaitFor(t, 10*time.Second, "Watch to notice the outage", func() bool {
+		return strings.Contains(logs.String(), "certificate store unreachable")
+	})
+	if len(reachable) != 0 {
+		t.Fatal("reachable ran again while Redis was down")
+	}
+	r.Start()
+	wait("when Redis was back")
+	if n := strings.Count(logs.String(), "certificate store unreachable"); n != 1 {
+		t.Errorf("%d lines about the outage, want 1:\n%s", n, logs)
+	}
+}
+
 // A holder is another process that takes one lock and holds it, as a relay would.
 const holderEnv = "REDISSTORE_TEST_HOLDER"
 

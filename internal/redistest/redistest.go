@@ -25,20 +25,22 @@ type Server struct {
 	bin  string
 	dir  string
 	log  *testutil.SyncBuffer
+	args []string // more redis-server options
 	cmd  *exec.Cmd
 	done chan struct{}
 }
 
-// Start runs redis-server on a free loopback port until the test ends. It
-// fails the test when redis-server is not installed: Burrow's CI installs
-// it (apt-get install -y redis-server).
-func Start(t testing.TB) *Server {
+// Start runs redis-server on a free loopback port until the test ends, with
+// args as more options (e.g. "--requirepass", "secret"). It fails the test
+// when redis-server is not installed: Burrow's CI installs it (apt-get
+// install -y redis-server).
+func Start(t testing.TB, args ...string) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		t.Fatalf("redis-server is needed by this test: apt-get install -y redis-server (%v)", err)
 	}
-	s := &Server{t: t, bin: bin, dir: t.TempDir(), log: &testutil.SyncBuffer{}}
+	s := &Server{t: t, bin: bin, dir: t.TempDir(), log: &testutil.SyncBuffer{}, args: args}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -63,10 +65,10 @@ func (s *Server) Start() {
 		s.t.Fatal("redistest: Start while the server runs")
 	}
 	_, port, _ := net.SplitHostPort(s.Addr)
-	cmd := exec.Command(s.bin,
+	cmd := exec.Command(s.bin, append([]string{
 		"--bind", "127.0.0.1", "--port", port,
 		"--save", "", "--appendonly", "no", "--dir", s.dir,
-		"--daemonize", "no", "--loglevel", "notice")
+		"--daemonize", "no", "--loglevel", "notice"}, s.args...)...)
 	cmd.Stdout, cmd.Stderr = s.log, s.log
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("redis-server: %v", err)
@@ -102,7 +104,8 @@ func (s *Server) Stop() {
 	s.cmd = nil
 }
 
-// ping speaks just enough RESP to check that the server answers.
+// ping speaks just enough RESP to check that the server answers (a server
+// with a password answers NOAUTH, which will do).
 func ping(addr string) error {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
@@ -117,7 +120,7 @@ func ping(addr string) error {
 	if err != nil {
 		return err
 	}
-	if strings.TrimSpace(line) != "+PONG" {
+	if l := strings.TrimSpace(line); l != "+PONG" && !strings.HasPrefix(l, "-NOAUTH") {
 		return fmt.Errorf("PING answered %q", strconv.Quote(line))
 	}
 	return nil
