@@ -102,7 +102,7 @@ type Store struct {
 	closed bool                 // guarded by mu
 
 	stateMu sync.Mutex
-	down    bool // guarded by stateMu: the last call could not reach Redis
+	down    bool // guarded by stateMu: Redis was unavailable at the last call
 }
 
 var (
