@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -19,6 +20,8 @@ import (
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/burrow-tunnel/burrow/internal/redisstore"
 )
 
 // alpnACME is the TLS-ALPN-01 challenge protocol (RFC 8737).
@@ -39,13 +42,26 @@ type publicCerts struct {
 	onDemand *certmagic.Config // names under wildcard grants, obtained at first handshake
 	issuer   *certmagic.ACMEIssuer
 	names    map[string]bool // the managed names
-	stopOnce sync.Once
+	// redis is the shared store, nil with the file store; start watches it
+	// (a goroutine that stop ends) so that an outage is logged when it begins.
+	redis      *redisstore.Store
+	redisWatch time.Duration
+	log        *slog.Logger
+	stopWatch  context.CancelFunc
+	watchDone  chan struct{}
+	stopOnce   sync.Once
 }
+
+// redisWatchInterval is how often a relay pings a shared Redis.
+const redisWatchInterval = 15 * time.Second
 
 // acmeTest holds knobs that only tests turn (see export_test.go).
 type acmeTest struct {
 	disableHTTP01, disableTLSALPN01 bool
+	disableARI                      bool
 	renewCheckInterval              time.Duration
+	lockTTL                         time.Duration // of the Redis store's locks
+	redisWatch                      time.Duration // between pings of the Redis store
 }
 
 func loadStaticCert(c TLSConfig) (*tls.Certificate, error) {
@@ -118,11 +134,19 @@ func (s *Server) newACME() (*publicCerts, error) {
 		RenewCheckInterval: s.acmeTest.renewCheckInterval,
 		Logger:             logger,
 	})
-	storage := &certmagic.FileStorage{Path: filepath.Join(s.cfg.StateDir, "certmagic")}
+	storage, err := s.certStorage()
+	if err != nil {
+		p.stop()
+		return nil, err
+	}
+	if r, ok := storage.(*redisstore.Store); ok {
+		p.redis, p.redisWatch, p.log = r, cmp.Or(s.acmeTest.redisWatch, redisWatchInterval), s.log
+	}
 	base := certmagic.Config{
-		Storage: storage,
-		Logger:  logger,
-		OnEvent: s.acmeEvent,
+		Storage:    storage,
+		Logger:     logger,
+		DisableARI: s.acmeTest.disableARI,
+		OnEvent:    s.acmeEvent,
 		ShouldEmitFunc: func(event string) bool {
 			return event == "cert_obtained" || event == "cert_failed"
 		},
@@ -173,6 +197,40 @@ func (s *Server) newACME() (*publicCerts, error) {
 	return p, nil
 }
 
+// certStorage is where certmagic keeps certificates, keys, the ACME account,
+// challenge tokens and locks: state_dir/certmagic, or a Redis that several
+// relays share. With Redis, the challenge tokens in it let any relay answer
+// a challenge that another relay started (certmagic's distributed solving,
+// on by default), and its locks make one relay, not each, order a name.
+func (s *Server) certStorage() (certmagic.Storage, error) {
+	r := s.cfg.TLS.Storage.Redis
+	if !r.Enabled() {
+		return &certmagic.FileStorage{Path: filepath.Join(s.cfg.StateDir, "certmagic")}, nil
+	}
+	var password string
+	if r.PasswordFile != "" {
+		b, err := os.ReadFile(r.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls.storage.redis.password_file: %w", err)
+		}
+		if password = strings.TrimSpace(string(b)); password == "" {
+			return nil, fmt.Errorf("tls.storage.redis.password_file: %s is empty; put Redis's requirepass in it, or remove the key", r.PasswordFile)
+		}
+	}
+	store, err := redisstore.New(redisstore.Options{
+		Address:   r.Address,
+		Password:  password,
+		KeyPrefix: r.KeyPrefix,
+		LockTTL:   s.acmeTest.lockTTL,
+		Log:       s.log.With("component", "certstore"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tls.storage.redis: %w", err)
+	}
+	s.log.Info("certificates shared through Redis", "redis", r.Address, "key_prefix", r.KeyPrefix)
+	return store, nil
+}
+
 func hostPort(a net.Addr) (string, int) {
 	host, port, _ := net.SplitHostPort(a.String())
 	n, _ := strconv.Atoi(port)
@@ -205,20 +263,51 @@ func (s *Server) acmeEvent(_ context.Context, event string, data map[string]any)
 
 // start begins managing the certificates; ctx ends the retries of obtains in flight.
 func (p *publicCerts) start(ctx context.Context) error {
-	if p == nil || p.cache == nil || len(p.names) == 0 {
+	if p == nil || p.cache == nil {
 		return nil
 	}
 	names := make([]string, 0, len(p.names))
 	for n := range p.names {
 		names = append(names, n)
 	}
-	return p.managed.ManageAsync(ctx, names)
+	if p.redis == nil {
+		if len(names) == 0 {
+			return nil
+		}
+		return p.managed.ManageAsync(ctx, names)
+	}
+	// certmagic gives up on a name whose certificate it cannot load at start,
+	// so with Redis the names are managed once Redis answers, and again each
+	// time it is back after an outage (a no-op for the names already managed).
+	wctx, cancel := context.WithCancel(ctx)
+	p.stopWatch, p.watchDone = cancel, make(chan struct{})
+	go func() {
+		defer close(p.watchDone)
+		p.redis.Watch(wctx, p.redisWatch, func() {
+			if len(names) == 0 {
+				return
+			}
+			if err := p.managed.ManageAsync(wctx, names); err != nil {
+				p.log.Error("certificate management did not start", "err", err)
+			}
+		})
+	}()
+	return nil
 }
 
-// stop ends certmagic's maintenance goroutine.
+// stop ends certmagic's maintenance goroutine and releases the storage.
 func (p *publicCerts) stop() {
 	if p != nil && p.cache != nil {
-		p.stopOnce.Do(p.cache.Stop)
+		p.stopOnce.Do(func() {
+			if p.stopWatch != nil {
+				p.stopWatch()
+				<-p.watchDone
+			}
+			p.cache.Stop()
+			if p.redis != nil {
+				_ = p.redis.Close() // closing connections: nothing left to do about an error
+			}
+		})
 	}
 }
 

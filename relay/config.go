@@ -106,7 +106,35 @@ type TLSConfig struct {
 	CertFile string     `mapstructure:"cert_file"`
 	KeyFile  string     `mapstructure:"key_file"`
 	ACME     ACMEConfig `mapstructure:"acme"`
+	// Storage is where ACME certificates, keys and the account are kept:
+	// state_dir/certmagic unless storage.redis is set.
+	Storage StorageConfig `mapstructure:"storage"`
 }
+
+// StorageConfig chooses where ACME's state lives.
+type StorageConfig struct {
+	// Redis, when its address is set, shares certificates, the ACME account,
+	// challenge tokens and locks with the other relays that use the same
+	// Redis and key prefix.
+	Redis RedisStorageConfig `mapstructure:"redis"`
+}
+
+// RedisStorageConfig is a Redis server that relays share.
+type RedisStorageConfig struct {
+	// Address is host:port; empty keeps the certificates in state_dir.
+	Address string `mapstructure:"address"`
+	// PasswordFile holds Redis's password (its requirepass), if it has one.
+	PasswordFile string `mapstructure:"password_file"`
+	// KeyPrefix starts every key Burrow writes; relays that share
+	// certificates use the same one.
+	KeyPrefix string `mapstructure:"key_prefix"`
+}
+
+// DefaultRedisKeyPrefix is tls.storage.redis.key_prefix unless relay.yaml says otherwise.
+const DefaultRedisKeyPrefix = "burrow"
+
+// Enabled reports whether the certificates live in Redis.
+func (r RedisStorageConfig) Enabled() bool { return r.Address != "" }
 
 // ACMEConfig is an RFC 8555 certificate authority.
 type ACMEConfig struct {
@@ -172,6 +200,7 @@ func (c *Config) Validate() error {
 			add("tls.acme.ca", "%q must be an https:// ACME directory URL", c.TLS.ACME.CA)
 		}
 	}
+	c.validateStorage(add)
 	if c.Tunnel.Hostname != "" {
 		if err := ValidHost(c.Tunnel.Hostname); err != nil {
 			add("tunnel.hostname", "%v", err)
@@ -224,6 +253,28 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errs.Join()
+}
+
+// validateStorage checks tls.storage.
+func (c *Config) validateStorage(add func(key, format string, args ...any)) {
+	r := c.TLS.Storage.Redis
+	if !r.Enabled() {
+		if r.PasswordFile != "" {
+			add("tls.storage.redis.address", "is required with tls.storage.redis.password_file (e.g. \"127.0.0.1:6379\")")
+		}
+		return
+	}
+	if host, port, err := net.SplitHostPort(r.Address); err != nil || host == "" || port == "" {
+		add("tls.storage.redis.address", "%q is not host:port (e.g. \"127.0.0.1:6379\")", r.Address)
+	}
+	if c.TLS.ACME.CA == "" {
+		add("tls.storage.redis", "holds ACME certificates: set tls.acme.ca, or remove tls.storage")
+	}
+	if r.KeyPrefix == "" {
+		add("tls.storage.redis.key_prefix", "must not be empty (e.g. \"burrow\"); relays that share certificates use the same prefix")
+	} else if strings.ContainsFunc(r.KeyPrefix, func(c rune) bool { return c <= ' ' || c > '~' || c == '*' }) {
+		add("tls.storage.redis.key_prefix", "%q: use printable ASCII without spaces or '*' (e.g. \"burrow\")", r.KeyPrefix)
+	}
 }
 
 // ValidHostPattern checks a granted host: a lower-case DNS name, optionally with a leading "*.".

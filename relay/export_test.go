@@ -8,11 +8,20 @@ type ACMETestOptions struct {
 	DisableHTTP01, DisableTLSALPN01 bool
 	// RenewCheckInterval is how often certmagic looks for certificates to renew.
 	RenewCheckInterval time.Duration
+	// DisableARI makes renewals follow the certificate's lifetime alone:
+	// pebble's renewal window for a certificate that lives seconds spans
+	// all of its life.
+	DisableARI bool
+	// LockTTL is the lifetime of the Redis store's locks without a refresh.
+	LockTTL time.Duration
+	// RedisWatch is the interval between pings of the Redis store.
+	RedisWatch time.Duration
 }
 
 // SetACMETestOptions applies o; call it between New and Listen.
 func (s *Server) SetACMETestOptions(o ACMETestOptions) {
-	s.acmeTest = acmeTest{disableHTTP01: o.DisableHTTP01, disableTLSALPN01: o.DisableTLSALPN01, renewCheckInterval: o.RenewCheckInterval}
+	s.acmeTest = acmeTest{disableHTTP01: o.DisableHTTP01, disableTLSALPN01: o.DisableTLSALPN01, disableARI: o.DisableARI,
+		renewCheckInterval: o.RenewCheckInterval, lockTTL: o.LockTTL, redisWatch: o.RedisWatch}
 }
 
 // Timeouts are the limits the relay puts on proxied requests.

@@ -55,6 +55,8 @@ type pebble struct {
 	mu         sync.Mutex
 	orders     [][]string     // identifiers of each new order, in order
 	challenges map[string]int // challenge types the client asked pebble to validate
+	relays     []net.IP       // the addresses names resolve to, in turn; 127.0.0.1 when empty
+	lookups    map[string]int // A queries so far, by name
 }
 
 // newPebble binds the ACME directory's port; start runs pebble once the relay's ports are known.
@@ -66,7 +68,7 @@ func newPebble(t *testing.T, validity time.Duration) *pebble {
 	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
 	t.Setenv("PEBBLE_AUTHZREUSE", "0")
 
-	p := &pebble{t: t, logs: &testutil.SyncBuffer{}, challenges: map[string]int{}, validity: uint64(validity / time.Second)}
+	p := &pebble{t: t, logs: &testutil.SyncBuffer{}, challenges: map[string]int{}, lookups: map[string]int{}, validity: uint64(validity / time.Second)}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +82,7 @@ func newPebble(t *testing.T, validity time.Duration) *pebble {
 	if err := os.WriteFile(p.WFERoot, rootPEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p.dnsAddr = startDNS(t)
+	p.dnsAddr = startDNS(t, p.resolve)
 	t.Cleanup(func() {
 		if p.srv != nil {
 			p.srv.Close()
@@ -146,6 +148,27 @@ func (p *pebble) observe(next http.Handler) http.Handler {
 	})
 }
 
+// alternate makes each name resolve to the given addresses in turn, one per
+// A query: the VA validates each challenge from several perspectives, so with
+// two relays every challenge reaches both.
+func (p *pebble) alternate(relays ...net.IP) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.relays = relays
+}
+
+// resolve is the address of name's next A answer.
+func (p *pebble) resolve(name string) net.IP {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.relays) == 0 {
+		return net.IPv4(127, 0, 0, 1)
+	}
+	n := p.lookups[name]
+	p.lookups[name]++
+	return p.relays[n%len(p.relays)]
+}
+
 // Orders are the identifiers of every order so far.
 func (p *pebble) Orders() [][]string {
 	p.mu.Lock()
@@ -198,8 +221,9 @@ func (p *pebble) RootFile() string {
 	return path
 }
 
-// startDNS answers A 127.0.0.1 for every name (and nothing else), over TCP as pebble's VA asks.
-func startDNS(t *testing.T) string {
+// startDNS answers A queries with the address resolve gives for the name
+// (and nothing else), over TCP as pebble's VA asks.
+func startDNS(t *testing.T, resolve func(name string) net.IP) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -212,7 +236,7 @@ func startDNS(t *testing.T) string {
 			if question.Qtype == dns.TypeA {
 				m.Answer = append(m.Answer, &dns.A{
 					Hdr: dns.RR_Header{Name: question.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 0},
-					A:   net.IPv4(127, 0, 0, 1),
+					A:   resolve(question.Name),
 				})
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +22,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(relayChildEnv); spec != "" {
+		os.Exit(runRelayChild(spec)) // this binary is one of TestSharedCertificatesThroughRedis's relays
+	}
 	goleak.VerifyTestMain(m,
 		// certmagic keeps one rate limiter per CA and account for the process's
 		// life (a global map; nothing stops them).

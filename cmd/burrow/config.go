@@ -65,6 +65,7 @@ func relayDefaults() relayFile {
 		Config: relay.Config{
 			Tunnel:        relay.TunnelConfig{Listen: ":7835"},
 			Public:        relay.PublicConfig{HTTP: ":80", RedirectHTTP: true},
+			TLS:           relay.TLSConfig{Storage: relay.StorageConfig{Redis: relay.RedisStorageConfig{KeyPrefix: relay.DefaultRedisKeyPrefix}}},
 			StateDir:      "/var/lib/burrow",
 			Limits:        relay.DefaultLimits(),
 			Admin:         admin.Config{Listen: relay.DefaultAdminListen},

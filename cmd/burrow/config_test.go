@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/burrow-tunnel/burrow/agent"
+	"github.com/burrow-tunnel/burrow/relay"
 )
 
 // The example configs in deploy/ must always load.
@@ -61,6 +62,13 @@ func TestConfigErrorsNameFileAndKey(t *testing.T) {
 		{"map expected", "state_dir: /tmp/x\ntunnel: ':7835'\n", true, []string{"tunnel:"}},
 		{"empty hash", "state_dir: /tmp/x\nagents:\n  - name: nas\n    token_sha256: ''\n    hosts: [a.b]\n", true, []string{"agents[0].token_sha256: is required"}},
 		{"not yaml", "relay: [\n", false, []string{"yaml"}},
+		{"redis address", "state_dir: /tmp/x\ntls:\n  acme:\n    ca: https://ca.example/dir\n  storage:\n    redis:\n      address: localhost\n", true, []string{"tls.storage.redis.address:", "host:port"}},
+		{"redis without acme", "state_dir: /tmp/x\ntls:\n  storage:\n    redis:\n      address: 127.0.0.1:6379\n", true, []string{"tls.storage.redis:", "tls.acme.ca"}},
+		{"redis password without address", "state_dir: /tmp/x\ntls:\n  acme:\n    ca: https://ca.example/dir\n  storage:\n    redis:\n      password_file: /etc/burrow/redis.pass\n", true, []string{"tls.storage.redis.address: is required"}},
+		{"redis empty prefix", "state_dir: /tmp/x\ntls:\n  acme:\n    ca: https://ca.example/dir\n  storage:\n    redis:\n      address: 127.0.0.1:6379\n      key_prefix: ''\n", true, []string{"tls.storage.redis.key_prefix:", "empty"}},
+		{"redis bad prefix", "state_dir: /tmp/x\ntls:\n  acme:\n    ca: https://ca.example/dir\n  storage:\n    redis:\n      address: 127.0.0.1:6379\n      key_prefix: 'my certs'\n", true, []string{"tls.storage.redis.key_prefix:", "spaces"}},
+		{"redis unknown key", "state_dir: /tmp/x\ntls:\n  acme:\n    ca: https://ca.example/dir\n  storage:\n    redis:\n      adress: 127.0.0.1:6379\n", true, []string{"tls.storage.redis.adress: unknown key"}},
+		{"unknown storage", "state_dir: /tmp/x\ntls:\n  acme:\n    ca: https://ca.example/dir\n  storage:\n    etcd:\n      address: 127.0.0.1:2379\n", true, []string{"tls.storage.etcd: unknown key"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -103,6 +111,17 @@ func TestDefaultsAndDecodedValues(t *testing.T) {
 	want := []netip.Prefix{netip.MustParsePrefix("10.0.0.1/32"), netip.MustParsePrefix("192.168.0.0/16")}
 	if !slices.Equal(rc.TrustedProxies, want) {
 		t.Errorf("trusted_proxies = %v, want %v", rc.TrustedProxies, want)
+	}
+
+	if r := rc.TLS.Storage.Redis; r.Enabled() || r.KeyPrefix != "burrow" {
+		t.Errorf("tls.storage.redis defaults: %+v, want no address and key_prefix burrow", r)
+	}
+	p = writeFile(t, "relay.yaml", "tls:\n  acme:\n    ca: https://ca.example/dir\n  storage:\n    redis:\n      address: 10.0.0.5:6379\n      password_file: /etc/burrow/redis.pass\n")
+	if rc, _, err = loadRelayConfig(p); err != nil {
+		t.Fatal(err)
+	}
+	if r := rc.TLS.Storage.Redis; r != (relay.RedisStorageConfig{Address: "10.0.0.5:6379", PasswordFile: "/etc/burrow/redis.pass", KeyPrefix: "burrow"}) {
+		t.Errorf("tls.storage.redis = %+v", r)
 	}
 
 	p = writeFile(t, "agent.yaml", "relay: r:1\ntoken: x\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n    stash:\n      config_file: /srv/stash/config.yml\n")
