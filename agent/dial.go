@@ -57,9 +57,10 @@ func (c *Config) tlsConfig() (*tls.Config, error) {
 			if len(cs.PeerCertificates) == 0 {
 				return errors.New("relay sent no certificate")
 			}
-			sum := sha256.Sum256(cs.PeerCertificates[0].Raw)
+			leaf := cs.PeerCertificates[0]
+			sum := sha256.Sum256(leaf.Raw)
 			if !bytes.Equal(sum[:], pin) {
-				return fmt.Errorf("relay certificate sha256:%x does not match relay_fingerprint", sum)
+				return pinMismatch(leaf, c.RelayFingerprint, c.Relay)
 			}
 			return nil
 		}
@@ -79,8 +80,17 @@ func (c *Config) tlsConfig() (*tls.Config, error) {
 	return tc, nil
 }
 
-// dial opens a session to the relay with the configured transport.
+// dial opens a session to the relay with the configured transport. A
+// certificate the agent refuses is explained (RelayCertError).
 func (a *Agent) dial(ctx context.Context) (protocol.Session, error) {
+	s, err := a.dialTransport(ctx)
+	if err != nil {
+		return nil, explainCertError(err, a.tls.ServerName)
+	}
+	return s, nil
+}
+
+func (a *Agent) dialTransport(ctx context.Context) (protocol.Session, error) {
 	switch a.cfg.Transport {
 	case TransportQUIC:
 		ctx, cancel := context.WithTimeout(ctx, quicDialTimeout)
@@ -110,6 +120,9 @@ func (a *Agent) dial(ctx context.Context) (protocol.Session, error) {
 	}
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
+	}
+	if isCertError(qerr) {
+		return nil, qerr // TCP would be shown the same certificate
 	}
 	s, terr := transport.DialTCP(ctx, a.cfg.Relay, a.tls)
 	if terr != nil {
