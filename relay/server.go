@@ -64,9 +64,9 @@ type Server struct {
 	public   *publicCerts
 	acmeTest acmeTest
 
-	acmeMu       sync.Mutex
-	acmeFailures map[string]string // guarded by acmeMu: host → the last failure's likely cause
-	tunnelCertMu sync.Mutex
+	acmeMu        sync.Mutex
+	acmeFailures  map[string]string // guarded by acmeMu: host → the last failure's likely cause
+	tunnelCertMu  sync.Mutex
 	tunnelCertWhy string // guarded by tunnelCertMu: why tunnel.hostname had no certificate, last logged
 
 	// HTTPS: TLS on TCP, HTTP/3 on the same UDP port.
