@@ -120,4 +120,3 @@ func TestEditDistance(t *testing.T) {
 		}
 	}
 }
-
