@@ -112,6 +112,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			sessions.Go(func() error { return adm.Run(actx) })
 		}
 	}
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch() // before sessions.Wait
+	sessions.Go(func() error { a.watchLogins(wctx); return nil })
 	b := newBackoff()
 	a.log.Info("connecting to relay", "relay", a.cfg.Relay, "transport", a.cfg.Transport)
 	if a.cfg.Transport != TransportTCP {
@@ -134,6 +137,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			b.reset()
 		}
 		d := b.next()
+		if errors.As(err, new(errNoLogin)) {
+			d = min(d, loginRecheck) // a login set at home is noticed soon
+		}
 		a.reconnects.Inc()
 		var rj *protocol.RejectError
 		switch {
@@ -250,6 +256,9 @@ func (a *Agent) publishable(ctx context.Context, rc *routeConfig) ([]int, error)
 			}
 			errs = append(errs, err)
 			continue
+		}
+		if g.loginAppeared() {
+			a.log.Info("Stash asks for a login now: publishing the route", "host", g.route.Host, "prefix", g.route.Prefix, "service", g.route.Service)
 		}
 		out = append(out, i)
 	}

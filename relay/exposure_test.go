@@ -5,18 +5,28 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/burrow-tunnel/burrow/agent"
+	"github.com/burrow-tunnel/burrow/internal/testutil"
 )
 
 // fakeStash answers GraphQL like Stash: 401 when a login is set, data otherwise.
 func fakeStash(t *testing.T, login bool) string {
 	t.Helper()
+	var l atomic.Bool
+	l.Store(login)
+	return fakeStashLogin(t, &l)
+}
+
+// fakeStashLogin is fakeStash with a login the test sets while it runs.
+func fakeStashLogin(t *testing.T, login *atomic.Bool) string {
+	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/graphql" && r.Method == http.MethodPost {
-			if login && r.Header.Get("ApiKey") == "" {
+			if login.Load() && r.Header.Get("ApiKey") == "" {
 				w.Header().Set("WWW-Authenticate", "FormBased")
 				w.WriteHeader(http.StatusUnauthorized)
 				return
@@ -60,5 +70,32 @@ func TestExposureSafety(t *testing.T) {
 		if code, body := status(t, h.public+"/", host); code != want {
 			t.Errorf("%s: %d, want %d: %s", host, code, want, body)
 		}
+	}
+}
+
+// A login set in Stash while the agent runs is noticed within seconds: the
+// route is published on the live session, and the agent says so.
+func TestLoginSetWhileRunning(t *testing.T) {
+	h := startRelay(t, []string{"open.example.com", "other.example.com"})
+	var login atomic.Bool
+	logs, welcomes := runAgent(t, h.relay.TunnelAddr().String(), h.relay.TunnelFingerprint(), h.token, "tcp", []agent.Route{
+		{Host: "open.example.com", Service: fakeStashLogin(t, &login)},
+		{Host: "other.example.com", Service: fakeStash(t, true)},
+	})
+	select {
+	case <-welcomes:
+	case <-time.After(10 * time.Second):
+		t.Fatal("agent did not connect")
+	}
+	if code, _ := status(t, h.public+"/", "open.example.com"); code != http.StatusServiceUnavailable {
+		t.Fatalf("a Stash without a login answered %d, want 503", code)
+	}
+	login.Store(true)
+	testutil.WaitFor(t, 15*time.Second, "the route to be published", func() bool {
+		code, _ := status(t, h.public+"/", "open.example.com")
+		return code == http.StatusOK
+	})
+	if line := lineWith(logs.String(), `msg="Stash asks for a login now: publishing the route"`); !strings.Contains(line, "host=open.example.com") {
+		t.Errorf("the agent did not say it publishes the route:\n%s", logs)
 	}
 }
