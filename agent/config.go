@@ -46,6 +46,9 @@ type Config struct {
 	Name string `mapstructure:"-"`
 	// Routes are decoded by cmd/burrow, which also reads each route's stash section.
 	Routes []Route `mapstructure:"-"`
+	// NoStashCheck skips the check of Stash's config.yml when the agent
+	// connects (the demo, whose site is not a Stash); not in the file.
+	NoStashCheck bool `mapstructure:"-"`
 }
 
 // DefaultAdminListen is the agent's admin address unless admin.listen says otherwise.

@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -192,23 +191,4 @@ func (a *Agent) watchLogins(ctx context.Context) {
 			a.reloadMu.Unlock()
 		}
 	}
-}
-
-// checkStashConfig logs what `burrow stash check` would say for a route.
-func checkStashConfig(log *slog.Logger, r Route, publicURL string) {
-	path, err := stash.FindConfig(r.StashConfigFile)
-	if err != nil {
-		log.Info("Stash's config.yml not found; external_host not checked (set routes[].stash.config_file)", "host", r.Host, "err", err)
-		return
-	}
-	rep, err := stash.Check(path, stash.PublicBase(publicURL))
-	if err != nil {
-		log.Warn("could not check Stash's external_host", "host", r.Host, "err", err)
-		return
-	}
-	level := slog.LevelInfo
-	if !rep.OK() {
-		level = slog.LevelWarn
-	}
-	log.Log(context.Background(), level, "Stash external_host: "+rep.Message, "host", r.Host, "config", path, "verdict", rep.Verdict.String())
 }
