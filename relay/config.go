@@ -31,6 +31,10 @@ type Config struct {
 	ShutdownGrace time.Duration `mapstructure:"shutdown_grace"`
 	// AccessLog logs one line per public request; in relay.yaml it is log.access.
 	AccessLog bool `mapstructure:"-"`
+	// AnyHost, when set, serves a request for a host no route serves by
+	// the routes of AnyHost, its Host header unchanged: the demo, reached
+	// by whatever name or address. Not in relay.yaml.
+	AnyHost string `mapstructure:"-"`
 }
 
 // DefaultAdminListen is the relay's admin address unless admin.listen says otherwise.

@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/burrow-tunnel/burrow/agent"
+	"github.com/burrow-tunnel/burrow/internal/relaytest"
 	"github.com/burrow-tunnel/burrow/internal/testutil"
+	"github.com/burrow-tunnel/burrow/relay"
 )
 
 // fakeStash answers GraphQL like Stash: 401 when a login is set, data otherwise.
@@ -97,5 +99,24 @@ func TestLoginSetWhileRunning(t *testing.T) {
 	})
 	if line := lineWith(logs.String(), `msg="Stash asks for a login now: publishing the route"`); !strings.Contains(line, "host=open.example.com") {
 		t.Errorf("the agent did not say it publishes the route:\n%s", logs)
+	}
+}
+
+// AnyHost (the demo's) serves a request for any name or address by its
+// route, with the Host the visitor sent.
+func TestAnyHost(t *testing.T) {
+	s := relaytest.Start(t, relay.Config{Agents: []relay.AgentGrant{relaytest.Grant("demo", "test-token", "localhost")}, AnyHost: "localhost"}, testLogger(t, "relay"))
+	origin := newOrigin(t)
+	_, welcomes := runAgent(t, s.TunnelAddr().String(), s.TunnelFingerprint(), "test-token", "tcp", []agent.Route{{Host: "localhost", Service: origin.URL}})
+	select {
+	case <-welcomes:
+	case <-time.After(10 * time.Second):
+		t.Fatal("agent did not connect")
+	}
+	for _, host := range []string{"localhost", "192.168.1.5:8080", "nas.lan"} {
+		resp, body := get(t, "http://"+s.HTTPAddr().String()+"/", host)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"host":"`+host+`"`) {
+			t.Errorf("Host %s: %d %s", host, resp.StatusCode, body)
+		}
 	}
 }
