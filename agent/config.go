@@ -58,7 +58,8 @@ const DefaultAdminListen = "127.0.0.1:7837"
 type Route struct {
 	Host   string `mapstructure:"host"`
 	Prefix string `mapstructure:"prefix"`
-	// Service is the local address: http://host:port (or tcp://host:port).
+	// Service is the local address: http://host:port. agent.yaml takes
+	// only http://; a tcp:// service, never probed for a login, serves tests.
 	Service string `mapstructure:"service"`
 	// AllowUnauthenticated publishes a Stash that has no login.
 	AllowUnauthenticated bool `mapstructure:"allow_unauthenticated"`
