@@ -1,4 +1,5 @@
-# Burrow — make targets. `make run` starts the local demo; `make test` runs every check.
+# Burrow — make targets. `make run` starts the local demo (flags in ARGS, e.g.
+# make run ARGS="--http 0.0.0.0:8081"); `make test` runs every check.
 GO          ?= go
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 BIN         := bin/burrow
@@ -11,7 +12,7 @@ build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/burrow
 
 run: build
-	./$(BIN) demo
+	./$(BIN) demo $(ARGS)
 
 test: fmt-check vet staticcheck unit
 

@@ -106,6 +106,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			sessions.Go(func() error { return adm.Run(actx) })
 		}
 	}
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch() // before sessions.Wait
+	sessions.Go(func() error { a.watchLogins(wctx); return nil })
 	if a.cfg.Transport != TransportTCP {
 		if advice := transport.UDPBufferAdvice(); advice != "" {
 			a.log.Warn("QUIC may be slow: " + advice)
@@ -162,6 +165,9 @@ func (a *Agent) publishable(ctx context.Context, rc *routeConfig) ([]int, error)
 			}
 			errs = append(errs, err)
 			continue
+		}
+		if g.loginAppeared() {
+			a.log.Info("Stash asks for a login now: publishing the route", "host", g.route.Host, "prefix", g.route.Prefix, "service", g.route.Service)
 		}
 		out = append(out, i)
 	}

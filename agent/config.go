@@ -57,6 +57,9 @@ type Config struct {
 	Name string `mapstructure:"-"`
 	// Routes are decoded by cmd/burrow, which also reads each route's stash section.
 	Routes []Route `mapstructure:"-"`
+	// NoStashCheck skips the check of Stash's config.yml when the agent
+	// connects (the demo, whose site is not a Stash); not in the file.
+	NoStashCheck bool `mapstructure:"-"`
 }
 
 // DefaultAdminListen is the agent's admin address unless admin.listen says otherwise.
@@ -66,7 +69,8 @@ const DefaultAdminListen = "127.0.0.1:7837"
 type Route struct {
 	Host   string `mapstructure:"host"`
 	Prefix string `mapstructure:"prefix"`
-	// Service is the local address: http://host:port (or tcp://host:port).
+	// Service is the local address: http://host:port. agent.yaml takes
+	// only http://; a tcp:// service, never probed for a login, serves tests.
 	Service string `mapstructure:"service"`
 	// AllowUnauthenticated publishes a Stash that has no login.
 	AllowUnauthenticated bool `mapstructure:"allow_unauthenticated"`

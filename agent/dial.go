@@ -55,9 +55,10 @@ func (c *Config) tlsConfig() (*tls.Config, error) {
 			if len(cs.PeerCertificates) == 0 {
 				return errors.New("relay sent no certificate")
 			}
-			sum := sha256.Sum256(cs.PeerCertificates[0].Raw)
+			leaf := cs.PeerCertificates[0]
+			sum := sha256.Sum256(leaf.Raw)
 			if !bytes.Equal(sum[:], pin) {
-				return fmt.Errorf("relay certificate sha256:%x does not match relay_fingerprint", sum)
+				return pinMismatch(leaf, c.RelayFingerprint, c.Relay)
 			}
 			return nil
 		}

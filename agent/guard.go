@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -19,6 +18,9 @@ const (
 	probeTimeout = 5 * time.Second
 	// probeRetry is how soon a service that did not answer is asked again.
 	probeRetry = 5 * time.Second
+	// loginRecheck is how soon a Stash refused for having no login is asked
+	// again: a login set at home is noticed within two of these.
+	loginRecheck = 5 * time.Second
 )
 
 // errNoLogin refuses a Stash that has no login and no allow_unauthenticated.
@@ -41,6 +43,34 @@ type loginGuard struct {
 	probing chan struct{} // guarded by mu; closed when the probe in flight ends
 	state   stash.LoginState
 	warned  bool // guarded by mu; the refusal was logged
+	refused bool // guarded by mu; the last verdict refused the route
+	// loginSet: a route refused for want of a login may be served now;
+	// guarded by mu, cleared by loginAppeared.
+	loginSet bool
+}
+
+// loginAppeared reports, once, that a Stash refused for having no login has
+// one now.
+func (g *loginGuard) loginAppeared() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	set := g.loginSet
+	g.loginSet = false
+	return set
+}
+
+// expire makes the next check ask the service again.
+func (g *loginGuard) expire() {
+	g.mu.Lock()
+	g.checked = time.Time{}
+	g.mu.Unlock()
+}
+
+// isRefused reports whether the last verdict refused the route.
+func (g *loginGuard) isRefused() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.refused
 }
 
 // warnOnce reports true the first time a refusal is to be logged, and again
@@ -77,7 +107,11 @@ func (g *loginGuard) check(ctx context.Context) (stash.LoginState, error) {
 	}
 	for {
 		g.mu.Lock()
-		if time.Since(g.checked) <= guardFresh {
+		fresh := guardFresh
+		if g.refused {
+			fresh = loginRecheck // the owner may be setting the login right now
+		}
+		if time.Since(g.checked) <= fresh {
 			st, err := g.verdictLocked()
 			g.mu.Unlock()
 			return st, err
@@ -116,27 +150,45 @@ func (g *loginGuard) check(ctx context.Context) (stash.LoginState, error) {
 // verdictLocked refuses a Stash without a login unless the route allows it.
 func (g *loginGuard) verdictLocked() (stash.LoginState, error) {
 	if g.state == stash.NoLogin && !g.route.AllowUnauthenticated {
+		g.refused = true
 		return g.state, errNoLogin{service: g.route.Service}
+	}
+	if g.refused {
+		g.refused, g.loginSet = false, true
 	}
 	g.warned = false
 	return g.state, nil
 }
 
-// checkStashConfig logs what `burrow stash check` would say for a route.
-func checkStashConfig(log *slog.Logger, r Route, publicURL string) {
-	path, err := stash.FindConfig(r.StashConfigFile)
-	if err != nil {
-		log.Info("Stash's config.yml not found; external_host not checked (set routes[].stash.config_file)", "host", r.Host, "err", err)
-		return
+// watchLogins asks each Stash refused for having no login again every
+// loginRecheck until ctx ends. When one has a login, the live sessions ask
+// the relay to publish its route; without a live session, the next
+// connection does (Run retries within loginRecheck).
+func (a *Agent) watchLogins(ctx context.Context) {
+	t := time.NewTicker(loginRecheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rc := a.rc.Load()
+		changed := false
+		for _, g := range rc.guards {
+			if g.isRefused() {
+				g.expire() // the tick is the recheck: ask now
+				if _, err := g.check(ctx); err == nil {
+					changed = true
+				}
+			}
+		}
+		if sessions := a.liveSessions(); changed && len(sessions) > 0 {
+			a.reloadMu.Lock()
+			if a.rc.Load() == rc {
+				a.askAll(rc, sessions)
+			}
+			a.reloadMu.Unlock()
+		}
 	}
-	rep, err := stash.Check(path, stash.PublicBase(publicURL))
-	if err != nil {
-		log.Warn("could not check Stash's external_host", "host", r.Host, "err", err)
-		return
-	}
-	level := slog.LevelInfo
-	if !rep.OK() {
-		level = slog.LevelWarn
-	}
-	log.Log(context.Background(), level, "Stash external_host: "+rep.Message, "host", r.Host, "config", path, "verdict", rep.Verdict.String())
 }

@@ -211,6 +211,9 @@ func (l *link) run(ctx context.Context, sessions *errgroup.Group) {
 		if errors.As(err, &unreachable) {
 			d = b.nextWithin(unreachableCap)
 		}
+		if errors.As(err, new(errNoLogin)) {
+			d = min(d, loginRecheck) // a login set at home is noticed soon
+		}
 		l.a.reconnects.Inc()
 		var rj *protocol.RejectError
 		switch {
@@ -343,8 +346,17 @@ func (l *link) noteRefused(refusals []protocol.RefusedRoute) {
 	l.mu.Unlock()
 }
 
-// dial opens a session to the link's relay with the configured transport.
+// dial opens a session to the link's relay with the configured transport. A
+// certificate the agent refuses is explained (RelayCertError).
 func (l *link) dial(ctx context.Context) (protocol.Session, error) {
+	s, err := l.dialTransport(ctx)
+	if err != nil {
+		return nil, explainCertError(err, l.tls.ServerName)
+	}
+	return s, nil
+}
+
+func (l *link) dialTransport(ctx context.Context) (protocol.Session, error) {
 	addr := l.t.addr
 	switch l.a.cfg.Transport {
 	case TransportQUIC:
@@ -375,6 +387,9 @@ func (l *link) dial(ctx context.Context) (protocol.Session, error) {
 	}
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
+	}
+	if isCertError(qerr) {
+		return nil, qerr // TCP would be shown the same certificate
 	}
 	s, terr := transport.DialTCP(ctx, addr, l.tls)
 	if terr != nil {

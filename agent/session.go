@@ -43,17 +43,16 @@ type session struct {
 	goAway       chan string   // a reason here tells the relay the agent is going away
 }
 
-// checkStash logs, once per service, whether each published Stash's
-// external_host fits its public URL.
+// checkStash logs whether each published Stash route's external_host fits
+// its public URL (stashcheck.go).
 func (a *Agent) checkStash(welcome *protocol.Welcome, live map[uint32]*liveRoute) {
-	checked := map[string]bool{}
+	var routes []publishedStash
 	for _, acc := range welcome.Accepted {
-		rt := live[acc.ID]
-		if rt != nil && len(acc.PublicURLs) > 0 && rt.guard.isStash() && !checked[rt.Service] {
-			checked[rt.Service] = true
-			checkStashConfig(a.log, rt.Route, acc.PublicURLs[0])
+		if rt := live[acc.ID]; rt != nil && len(acc.PublicURLs) > 0 && rt.guard.isStash() {
+			routes = append(routes, publishedStash{rt.Route, acc.PublicURLs[0]})
 		}
 	}
+	a.checkStashConfigs(routes)
 }
 
 // run serves the session's streams until the session ends, ctx does, or the

@@ -70,13 +70,20 @@ func KeepAlive(ctx context.Context, sess Session, ctrl Stream, period time.Durat
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		leaving := false // the peer said it is going away
 		for {
 			t, body, err := ReadFrame(ctrl)
 			if err != nil {
+				if leaving {
+					// The peer went away as it said, closing the stream
+					// (EOF) or its whole session: a clean end.
+					err = nil
+				}
 				failed <- err
 				return
 			}
 			if t == MsgGoAway {
+				leaving = true
 				var g GoAway
 				if err := json.Unmarshal(body, &g); err != nil {
 					failed <- fmt.Errorf("protocol: bad go-away: %w", err)

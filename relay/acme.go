@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/certmagic"
+	"github.com/mholt/acmez/v3/acme"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -252,13 +254,89 @@ func (s *Server) allowOnDemand(_ context.Context, name string) error {
 }
 
 func (s *Server) acmeEvent(_ context.Context, event string, data map[string]any) error {
+	host, _ := data["identifier"].(string)
 	switch event {
 	case "cert_obtained":
-		s.log.Info("certificate obtained", "host", data["identifier"], "renewal", data["renewal"], "issuer", data["issuer"])
+		s.setACMEFailure(host, "")
+		s.log.Info("certificate obtained", "host", host, "renewal", data["renewal"], "issuer", data["issuer"])
 	case "cert_failed":
-		s.log.Warn("certificate request failed", "host", data["identifier"], "renewal", data["renewal"], "err", data["error"])
+		err, _ := data["error"].(error)
+		cause := acmeCause(err, host, s.cfg.TLS.ACME.CA)
+		s.setACMEFailure(host, cause)
+		// One line with the likely cause; certmagic's own lines about the
+		// attempt, with the CA's full answer, are at debug level.
+		s.log.Warn("no certificate for "+host+" yet: "+cause+"; the relay tries again by itself (the CA's full answer is logged at log.level: debug)",
+			"host", host, "renewal", data["renewal"])
 	}
 	return nil
+}
+
+// setACMEFailure records why host has no certificate; "" clears it.
+func (s *Server) setACMEFailure(host, cause string) {
+	s.acmeMu.Lock()
+	defer s.acmeMu.Unlock()
+	if cause == "" {
+		delete(s.acmeFailures, host)
+		return
+	}
+	if s.acmeFailures == nil {
+		s.acmeFailures = map[string]string{}
+	}
+	s.acmeFailures[host] = cause
+}
+
+// acmeFailure is the likely cause of host's last failed certificate request, or "".
+func (s *Server) acmeFailure(host string) string {
+	s.acmeMu.Lock()
+	defer s.acmeMu.Unlock()
+	return s.acmeFailures[host]
+}
+
+// acmeCause names the likely cause of a failed certificate request for
+// host, and what to check, from the CA's problem document.
+func acmeCause(err error, host, ca string) string {
+	var p acme.Problem
+	if errors.As(err, &p) {
+		detail := strings.TrimSpace(p.Detail)
+		if detail != "" {
+			detail = " (the CA says: " + detail + ")"
+		}
+		typ := p.Type
+		if typ == acme.ProblemTypeUnauthorized && couldNotConnect(p.Detail) {
+			// Some CAs call a refused or timed-out TLS-ALPN-01 connection unauthorized.
+			typ = acme.ProblemTypeConnection
+		}
+		switch typ {
+		case acme.ProblemTypeRateLimited:
+			return "the CA's rate limit" + detail + ": wait before trying again (Let's Encrypt: an hour after failed validations), " +
+				"and try a new setup against a staging CA (tls.acme.ca) first"
+		case acme.ProblemTypeDNS:
+			return "DNS: the CA could not look up " + host + detail + ": give it an A and/or AAAA record pointing at this server"
+		case acme.ProblemTypeConnection, acme.ProblemTypeTLS:
+			return "the CA could not connect to this server for " + host + detail + ": check that " + host +
+				"'s DNS points here and that ports 80/tcp (HTTP-01) and 443/tcp (TLS-ALPN-01) are open to the internet"
+		case acme.ProblemTypeUnauthorized, acme.ProblemTypeIncorrectResponse:
+			return "the CA reached a server that did not answer its challenge for " + host + detail + ": " + host +
+				"'s DNS does not point here (or goes through a CDN proxy), or ports 80/443 reach another server"
+		case acme.ProblemTypeCAA:
+			return "a CAA record of " + host + " forbids this CA" + detail
+		case acme.ProblemTypeRejectedIdentifier, acme.ProblemTypeUnsupportedIdentifier:
+			return "the CA does not issue certificates for " + host + detail
+		}
+		return "the CA refused" + detail
+	}
+	var ue *url.Error
+	var ne net.Error
+	if errors.As(err, &ue) || errors.As(err, &ne) {
+		return "cannot reach the ACME CA at " + ca + ": check tls.acme.ca and this server's outgoing connections"
+	}
+	return "the request failed (see the debug log)"
+}
+
+// couldNotConnect reports whether a CA's problem detail says it could not connect.
+func couldNotConnect(detail string) bool {
+	d := strings.ToLower(detail)
+	return strings.Contains(d, "connect") || strings.Contains(d, "timeout") || strings.Contains(d, "timed out")
 }
 
 // start begins managing the certificates; ctx ends the retries of obtains in flight.
@@ -358,7 +436,25 @@ func (c *slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.Che
 	return ce
 }
 
+// attemptLines are certmagic's and acmez's lines about one failed attempt
+// to obtain a certificate: the cert_failed event sums them up in one line
+// (acmeEvent), so they go to debug.
+var attemptLines = map[string]bool{
+	"could not get certificate from issuer": true,
+	"job failed":                            true,
+	"will retry":                            true,
+	"final attempt; giving up":              true,
+	"challenge failed":                      true,
+	"validating authorization":              true,
+	"deactivating authorization":            true,
+	"cleaning up solver":                    true,
+}
+
 func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
+	level := slogLevel(e.Level)
+	if attemptLines[e.Message] {
+		level = slog.LevelDebug
+	}
 	enc := zapcore.NewMapObjectEncoder()
 	for _, f := range c.fields {
 		f.AddTo(enc)
@@ -373,7 +469,7 @@ func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	for k, v := range enc.Fields {
 		args = append(args, k, v)
 	}
-	c.log.Log(context.Background(), slogLevel(e.Level), e.Message, args...)
+	c.log.Log(context.Background(), level, e.Message, args...)
 	return nil
 }
 

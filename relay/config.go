@@ -31,6 +31,10 @@ type Config struct {
 	ShutdownGrace time.Duration `mapstructure:"shutdown_grace"`
 	// AccessLog logs one line per public request; in relay.yaml it is log.access.
 	AccessLog bool `mapstructure:"-"`
+	// AnyHost, when set, serves a request for a host no route serves by
+	// the routes of AnyHost, its Host header unchanged: the demo, reached
+	// by whatever name or address. Not in relay.yaml.
+	AnyHost string `mapstructure:"-"`
 }
 
 // DefaultAdminListen is the relay's admin address unless admin.listen says otherwise.
@@ -217,6 +221,7 @@ func (c *Config) Validate() error {
 	}
 	names := map[string]bool{}
 	owner := map[string]string{}
+	tokens := map[[sha256.Size]byte]int{}
 	for i, a := range c.Agents {
 		key := fmt.Sprintf("agents[%d]", i)
 		if a.Name == "" {
@@ -227,6 +232,10 @@ func (c *Config) Validate() error {
 		names[a.Name] = true
 		if a.TokenSHA256 == ([sha256.Size]byte{}) {
 			add(key+".token_sha256", "is required")
+		} else if j, dup := tokens[a.TokenSHA256]; dup {
+			add(key+".token_sha256", "is the same as agents[%d]'s (%q): the relay could not tell the two agents apart; give each agent its own token (`burrow token new`)", j, c.Agents[j].Name)
+		} else {
+			tokens[a.TokenSHA256] = i
 		}
 		if len(a.Hosts) == 0 {
 			add(key+".hosts", "needs at least one host")
@@ -275,6 +284,18 @@ func (c *Config) validateStorage(add func(key, format string, args ...any)) {
 	} else if strings.ContainsFunc(r.KeyPrefix, func(c rune) bool { return c <= ' ' || c > '~' || c == '*' }) {
 		add("tls.storage.redis.key_prefix", "%q: use printable ASCII without spaces or '*' (e.g. \"burrow\")", r.KeyPrefix)
 	}
+}
+
+// Warnings are settings that work but are likely mistakes; the relay logs them at start.
+func (c *Config) Warnings() []string {
+	var w []string
+	for i, p := range c.TrustedProxies {
+		if p.Bits() < 8 || (p.Addr().Is6() && !p.Addr().Is4In6() && p.Bits() < 16) {
+			w = append(w, fmt.Sprintf("trusted_proxies[%d]: %s trusts most of the internet: any visitor can then set X-Forwarded-For and pass for another address "+
+				"(for Stash, a LAN one); list only the addresses of the load balancer in front of the relay", i, p))
+		}
+	}
+	return w
 }
 
 // ValidHostPattern checks a granted host: a lower-case DNS name, optionally with a leading "*.".

@@ -45,13 +45,41 @@ func (s *Server) publicTLSConfig() *tls.Config {
 
 // tunnelCertificate serves the public certificate to agents that ask for
 // tunnel.hostname; any other name (or none, as when an agent dials an IP
-// address) gets the self-signed identity that fingerprints pin.
+// address) gets the self-signed identity that fingerprints pin. While the
+// public certificate is not obtained yet, agents asking for tunnel.hostname
+// get the identity too: one that pins it connects, and one that does not is
+// told by its own verification that the relay is self-signed, rather than
+// a bare TLS internal error.
 func (s *Server) tunnelCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	if s.cfg.Tunnel.Hostname == "" || s.public == nil ||
 		strings.ToLower(strings.TrimSuffix(hello.ServerName, ".")) != s.cfg.Tunnel.Hostname {
 		return nil, nil // tls falls back to Config.Certificates: the identity
 	}
-	return s.public.GetCertificate(hello)
+	cert, err := s.public.GetCertificate(hello)
+	if err != nil {
+		s.noTunnelCertificate(err)
+		return nil, nil
+	}
+	return cert, nil
+}
+
+// noTunnelCertificate logs, once per cause, that an agent asked for
+// tunnel.hostname before its certificate was obtained, and why it is missing.
+func (s *Server) noTunnelCertificate(err error) {
+	why := s.acmeFailure(s.cfg.Tunnel.Hostname)
+	if why == "" {
+		why = "it is still being obtained (" + err.Error() + ")"
+	}
+	s.tunnelCertMu.Lock()
+	same := s.tunnelCertWhy == why
+	s.tunnelCertWhy = why
+	s.tunnelCertMu.Unlock()
+	if same {
+		return
+	}
+	s.log.Warn("an agent asked for tunnel.hostname "+s.cfg.Tunnel.Hostname+", which has no certificate yet: "+
+		"serving the self-signed tunnel identity meanwhile (agents that pin relay_fingerprint "+s.TunnelFingerprint()+" connect; the others wait for the certificate)",
+		"why", why)
 }
 
 // newHTTPSServers prepares the HTTPS servers on the bound sockets.

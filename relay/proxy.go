@@ -336,6 +336,9 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	rt := s.reg.lookup(host, r.URL.Path)
+	if rt == nil && s.cfg.AnyHost != "" {
+		rt = s.reg.lookup(s.cfg.AnyHost, r.URL.Path)
+	}
 	w.route = rt
 	if rt == nil {
 		switch {

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -64,6 +65,11 @@ type Server struct {
 	public   *publicCerts
 	acmeTest acmeTest
 
+	acmeMu        sync.Mutex
+	acmeFailures  map[string]string // guarded by acmeMu: host → the last failure's likely cause
+	tunnelCertMu  sync.Mutex
+	tunnelCertWhy string // guarded by tunnelCertMu: why tunnel.hostname had no certificate, last logged
+
 	// HTTPS: TLS on TCP, HTTP/3 on the same UDP port.
 	httpsLn  net.Listener
 	httpsUDP net.PacketConn
@@ -87,6 +93,9 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	s.conf.Store(&cfg)
 	s.log = slog.New(s.recent.Handler(log.Handler()))
 	s.budget = newMemoryBudget(cfg.Limits.MemoryMiB, s.log)
+	for _, w := range cfg.Warnings() {
+		s.log.Warn(w)
+	}
 	s.draining, s.drainStart = context.WithCancel(context.Background())
 	s.proxy = s.newProxy()
 	cert, err := LoadTunnelCertificate(cfg.Tunnel, cfg.StateDir)
@@ -117,13 +126,13 @@ func (s *Server) Listen() (err error) {
 	}()
 	if s.cfg.Public.HTTP != "" {
 		if s.httpLn, err = net.Listen("tcp", s.cfg.Public.HTTP); err != nil {
-			return fmt.Errorf("public.http: %w", err)
+			return fmt.Errorf("public.http: %w%s", err, bindHint(s.cfg.Public.HTTP, err))
 		}
 		s.httpLn = unsentCapped{s.httpLn}
 	}
 	if s.cfg.Public.HTTPS != "" {
 		if s.httpsLn, s.httpsUDP, err = transport.ListenSamePort(s.cfg.Public.HTTPS); err != nil {
-			return fmt.Errorf("public.https: %w", err)
+			return fmt.Errorf("public.https: %w%s", err, bindHint(s.cfg.Public.HTTPS, err))
 		}
 		s.httpsLn = unsentCapped{s.httpsLn}
 	}
@@ -146,7 +155,7 @@ func (s *Server) Listen() (err error) {
 		SessionMemory:       int64(s.cfg.Limits.SessionMemoryMiB) << 20,
 	}.Listen(s.cfg.Tunnel.Listen)
 	if err != nil {
-		return fmt.Errorf("tunnel.listen: %w", err)
+		return fmt.Errorf("tunnel.listen: %w%s", err, bindHint(s.cfg.Tunnel.Listen, err))
 	}
 	s.tunnel = tl
 	if s.cfg.Admin.Listen != "" {
@@ -340,6 +349,19 @@ func (s *Server) publicURLs(host, prefix string) []string {
 		urls = append(urls, baseURL("http", host, portOf(a), 80)+prefix)
 	}
 	return urls
+}
+
+// bindHint is what to do when binding addr was refused for want of the
+// right to a port below 1024, or "".
+func bindHint(addr string, err error) string {
+	_, port, _ := net.SplitHostPort(addr)
+	n, perr := strconv.Atoi(port)
+	if !errors.Is(err, os.ErrPermission) || perr != nil || n == 0 || n >= 1024 {
+		return ""
+	}
+	return fmt.Sprintf(" (ports below 1024 need root or the CAP_NET_BIND_SERVICE capability: in a systemd unit, "+
+		"AmbientCapabilities=CAP_NET_BIND_SERVICE; by hand, sudo setcap cap_net_bind_service=+ep $(command -v burrow); "+
+		"or use a port above 1023 for %s)", addr)
 }
 
 func portOf(a net.Addr) int {

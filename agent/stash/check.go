@@ -55,6 +55,22 @@ func Check(path, publicURL string) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
+	return check(path, base, base)
+}
+
+// CheckURL is Check for a route's public URL, which may have a prefix
+// (https://example.com/stash): external_host is compared with its scheme
+// and host, and the messages show the whole URL.
+func CheckURL(path, publicURL string) (Report, error) {
+	base, err := normalizeBase(PublicBase(publicURL))
+	if err != nil {
+		return Report{}, err
+	}
+	return check(path, base, strings.TrimRight(publicURL, "/"))
+}
+
+// check compares external_host with base; shown is the public URL as the messages name it.
+func check(path, base, shown string) (Report, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return Report{}, fmt.Errorf("read stash config: %w", err) // *PathError names the path
@@ -70,7 +86,7 @@ func Check(path, publicURL string) (Report, error) {
 	case v == nil || isEmpty(v):
 		r.Verdict = Unset
 		r.Message = fmt.Sprintf("external_host is not set in %s: good. Stash builds its URLs from the forwarded headers, "+
-			"so %s and LAN access both work.", path, base)
+			"so %s and LAN access both work.", path, shown)
 		return r, nil
 	case v.Kind != yaml.ScalarNode:
 		r.ExternalHost = "(not a URL)"
@@ -94,7 +110,7 @@ func Check(path, publicURL string) (Report, error) {
 	r.Message = fmt.Sprintf("external_host in %s is %s, but Stash is published at %s: streams, images and "+
 		"downloads will point at %s. Stop Stash (it rewrites config.yml when it starts), then either delete the "+
 		"external_host line (best: LAN access keeps working) or change it to\n\n    %s: %s\n\nand start Stash again.",
-		path, r.ExternalHost, base, r.ExternalHost, externalHostKey, base)
+		path, r.ExternalHost, shown, r.ExternalHost, externalHostKey, base)
 	return r, nil
 }
 

@@ -39,7 +39,7 @@ func findConfig(explicit, env, home string, system []string) (string, error) {
 	// reason to fall back to the defaults.
 	switch {
 	case explicit != "":
-		return onlyConfig(explicit, "given path")
+		return onlyConfig(explicit, "route's stash.config_file")
 	case env != "":
 		return onlyConfig(env, "STASH_CONFIG_FILE")
 	}
@@ -62,7 +62,7 @@ func findConfig(explicit, env, home string, system []string) (string, error) {
 			return "", fmt.Errorf("stash config %s: %w", p, err)
 		}
 	}
-	return "", fmt.Errorf("%w (tried %s); pass its path, or set STASH_CONFIG_FILE", ErrConfigNotFound, strings.Join(tried, ", "))
+	return "", fmt.Errorf("%w (tried %s): set routes[].stash.config_file in agent.yaml to its path, or STASH_CONFIG_FILE", ErrConfigNotFound, strings.Join(tried, ", "))
 }
 
 // onlyConfig checks the one path Stash would use.

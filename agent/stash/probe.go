@@ -33,7 +33,7 @@ func (s LoginState) String() string {
 // LoginHelp tells the owner of a Stash with no login how to set one, or how to publish it anyway.
 const LoginHelp = "Stash answers without a login, so publishing it would show the whole library to anyone. " +
 	"In Stash, open Settings → Security → Authentication, enter a Username and a Password, and save: " +
-	"it applies at once, no restart needed. To publish it without a login anyway, " +
+	"it applies at once, and Burrow publishes the route within 10 seconds, no restart needed. To publish it without a login anyway, " +
 	"set allow_unauthenticated: true on the route."
 
 // probeQuery is the smallest GraphQL query every Stash answers.

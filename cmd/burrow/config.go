@@ -98,6 +98,11 @@ func loadFile(path string, out any) error {
 	v.SetEnvPrefix("BURROW")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	v.AutomaticEnv()
+	if data, err := os.ReadFile(path); err == nil {
+		if err := checkYAML(data); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+	}
 	if err := v.ReadInConfig(); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
@@ -110,9 +115,13 @@ func loadFile(path string, out any) error {
 	}
 	slices.Sort(md.Unused)
 	for _, k := range md.Unused {
-		errs.Add(k, "unknown key")
+		if s := didYouMean(out, k); s != "" {
+			errs.Add(k, "unknown key (did you mean %s?)", s)
+		} else {
+			errs.Add(k, "unknown key")
+		}
 	}
-	return config.InFile(path, errs.Join())
+	return fromEnvironment(path, config.InFile(path, errs.Join()))
 }
 
 // typedValue parses the file's strings into the typed values relay and agent take.
@@ -152,7 +161,11 @@ func typedValue(_, to reflect.Type, data any) (any, error) {
 		}
 	case reflect.TypeFor[[sha256.Size]byte]():
 		if s := fmt.Sprint(data); s != "" {
-			return relay.ParseTokenHash(s)
+			h, err := relay.ParseTokenHash(s)
+			if err != nil {
+				return h, tokenHashProblem(s)
+			}
+			return h, nil
 		}
 		return [sha256.Size]byte{}, nil
 	}
@@ -181,7 +194,7 @@ func loadRelayConfig(path string) (relay.Config, logFile, error) {
 	if err := loadFile(path, &f); err != nil {
 		return relay.Config{}, logFile{}, err
 	}
-	if err := config.InFile(path, errors.Join(checkLog(f.Log), f.Validate())); err != nil {
+	if err := fromEnvironment(path, config.InFile(path, errors.Join(checkLog(f.Log), f.Validate(), checkRelayFile(&f)))); err != nil {
 		return relay.Config{}, logFile{}, err
 	}
 	f.Config.AccessLog = f.Log.Access
@@ -200,7 +213,7 @@ func loadAgentConfig(path string) (agent.Config, logFile, error) {
 		r.StashConfigFile = r.Stash.ConfigFile
 		f.Config.Routes = append(f.Config.Routes, r.Route)
 	}
-	if err := config.InFile(path, errors.Join(checkLog(f.Log), f.Validate())); err != nil {
+	if err := fromEnvironment(path, config.InFile(path, errors.Join(checkLog(f.Log), f.Validate(), checkAgentFile(&f)))); err != nil {
 		return agent.Config{}, logFile{}, err
 	}
 	return f.Config, f.Log, nil

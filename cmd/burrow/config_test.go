@@ -44,20 +44,20 @@ func TestConfigErrorsNameFileAndKey(t *testing.T) {
 		relay      bool
 		want       []string
 	}{
-		{"unknown key", "relay: r:1\ntoken: x\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n    servce: x\n", false, []string{"routes[0].servce: unknown key"}},
-		{"unknown top key", "relay: r:1\ntoken: x\ntransprt: tcp\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n", false, []string{"transprt: unknown key"}},
-		{"bad transport", "relay: r:1\ntoken: x\ntransport: udp\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n", false, []string{"transport:", "udp"}},
-		{"bad loss_check", "relay: r:1\ntoken: x\nloss_check: often\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n", false, []string{"loss_check:", "often"}},
-		{"negative loss_check", "relay: r:1\ntoken: x\nloss_check: -1s\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n", false, []string{"loss_check:", "negative"}},
+		{"unknown key", "relay: r:1\ntoken: test-token-0123456789\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n    servce: x\n", false, []string{"routes[0].servce: unknown key"}},
+		{"unknown top key", "relay: r:1\ntoken: test-token-0123456789\ntransprt: tcp\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n", false, []string{"transprt: unknown key"}},
+		{"bad transport", "relay: r:1\ntoken: test-token-0123456789\ntransport: udp\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n", false, []string{"transport:", "udp"}},
+		{"bad loss_check", "relay: r:1\ntoken: test-token-0123456789\nloss_check: often\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n", false, []string{"loss_check:", "often"}},
+		{"negative loss_check", "relay: r:1\ntoken: test-token-0123456789\nloss_check: -1s\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n", false, []string{"loss_check:", "negative"}},
 		{"missing token", "relay: r:1\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n", false, []string{"token: is required"}},
-		{"bad service", "relay: r:1\ntoken: x\nroutes:\n  - host: a.b\n    service: 127.0.0.1:9999\n", false, []string{"routes[0].service:"}},
-		{"bad log level", "relay: r:1\ntoken: x\nlog:\n  level: loud\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n", false, []string{"log.level:"}},
+		{"bad service", "relay: r:1\ntoken: test-token-0123456789\nroutes:\n  - host: a.b\n    service: 127.0.0.1:9999\n", false, []string{"routes[0].service:"}},
+		{"bad log level", "relay: r:1\ntoken: test-token-0123456789\nlog:\n  level: loud\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n", false, []string{"log.level:"}},
 		{"bad hash", "state_dir: /tmp/x\nagents:\n  - name: nas\n    token_sha256: abc\n    hosts: [a.b]\n", true, []string{"agents[0].token_sha256:"}},
 		{"bad host", "state_dir: /tmp/x\nagents:\n  - name: nas\n    token_sha256: " + strings.Repeat("a", 64) + "\n    hosts: [A.b]\n", true, []string{"agents[0].hosts[0]:"}},
 		{"bad cidr", "state_dir: /tmp/x\ntrusted_proxies: [nope]\n", true, []string{"trusted_proxies[0]:"}},
 		{"unknown relay key", "state_dir: /tmp/x\npublic:\n  htp: ':80'\n", true, []string{"public.htp: unknown key"}},
 		{"unknown nested keys", "state_dir: /tmp/x\npublic:\n  htps: ':443'\nlog:\n  colour: true\nagents:\n  - name: nas\n    hots: [a.b]\n", true, []string{"public.htps: unknown key", "log.colour: unknown key", "agents[0].hots: unknown key"}},
-		{"unknown keys at two depths", "relay: r:1\ntoken: x\ntransprt: tcp\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n    servce: x\n    stash:\n      confg_file: x\n", false, []string{"transprt: unknown key", "routes[0].servce: unknown key", "routes[0].stash.confg_file: unknown key"}},
+		{"unknown keys at two depths", "relay: r:1\ntoken: test-token-0123456789\ntransprt: tcp\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n    servce: x\n    stash:\n      confg_file: x\n", false, []string{"transprt: unknown key", "routes[0].servce: unknown key", "routes[0].stash.confg_file: unknown key"}},
 		{"wrong type", "state_dir: /tmp/x\npublic:\n  hsts: maybe\n", true, []string{"public.hsts:"}},
 		{"map expected", "state_dir: /tmp/x\ntunnel: ':7835'\n", true, []string{"tunnel:"}},
 		{"empty hash", "state_dir: /tmp/x\nagents:\n  - name: nas\n    token_sha256: ''\n    hosts: [a.b]\n", true, []string{"agents[0].token_sha256: is required"}},
@@ -124,7 +124,7 @@ func TestDefaultsAndDecodedValues(t *testing.T) {
 		t.Errorf("tls.storage.redis = %+v", r)
 	}
 
-	p = writeFile(t, "agent.yaml", "relay: r:1\ntoken: x\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n    stash:\n      config_file: /srv/stash/config.yml\n")
+	p = writeFile(t, "agent.yaml", "relay: r:1\ntoken: test-token-0123456789\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n    stash:\n      config_file: /srv/stash/config.yml\n")
 	ac, al, err := loadAgentConfig(p)
 	if err != nil {
 		t.Fatal(err)
@@ -136,7 +136,7 @@ func TestDefaultsAndDecodedValues(t *testing.T) {
 		t.Errorf("routes: %+v", ac.Routes)
 	}
 
-	p = writeFile(t, "agent.yaml", "relay: r:1\ntoken: x\nloss_check: 0s\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n")
+	p = writeFile(t, "agent.yaml", "relay: r:1\ntoken: test-token-0123456789\nloss_check: 0s\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n")
 	if ac, _, err = loadAgentConfig(p); err != nil || ac.LossCheck != 0 {
 		t.Errorf("loss_check 0s: %v, %v", ac.LossCheck, err)
 	}
@@ -146,7 +146,7 @@ func TestDefaultsAndDecodedValues(t *testing.T) {
 func TestEnvironmentSetsMissingKeys(t *testing.T) {
 	t.Setenv("BURROW_STATE_DIR", "/srv/burrow")
 	t.Setenv("BURROW_PUBLIC_REDIRECT_HTTP", "false")
-	t.Setenv("BURROW_TOKEN", "from-env")
+	t.Setenv("BURROW_TOKEN", "from-env-0123456789")
 	t.Setenv("BURROW_LOSS_CHECK", "1m")
 	rc, _, err := loadRelayConfig(writeFile(t, "relay.yaml", "public:\n  http: ':8080'\n"))
 	if err != nil {
@@ -159,20 +159,20 @@ func TestEnvironmentSetsMissingKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ac.Token != "from-env" || ac.LossCheck != time.Minute {
+	if ac.Token != "from-env-0123456789" || ac.LossCheck != time.Minute {
 		t.Errorf("agent: token %q loss_check %v", ac.Token, ac.LossCheck)
 	}
 }
 
 func TestEnvironmentOverrides(t *testing.T) {
-	p := writeFile(t, "agent.yaml", "relay: r:1\ntoken: from-file\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n")
-	t.Setenv("BURROW_TOKEN", "from-env")
+	p := writeFile(t, "agent.yaml", "relay: r:1\ntoken: from-file-0123456789\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n")
+	t.Setenv("BURROW_TOKEN", "from-env-0123456789")
 	t.Setenv("BURROW_LOG_LEVEL", "debug")
 	cfg, lf, err := loadAgentConfig(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Token != "from-env" || lf.Level != "debug" {
+	if cfg.Token != "from-env-0123456789" || lf.Level != "debug" {
 		t.Errorf("token %q level %q", cfg.Token, lf.Level)
 	}
 }
@@ -222,7 +222,7 @@ func TestFingerprintCreatesIdentity(t *testing.T) {
 
 // relay: is one address or a list, in the file or the environment.
 func TestRelayList(t *testing.T) {
-	const routes = "token: x\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n"
+	const routes = "token: test-token-0123456789\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n"
 	for _, c := range []struct {
 		name, body, env string
 		want            []string

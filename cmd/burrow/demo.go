@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,7 +35,8 @@ func newDemoCmd() *cobra.Command {
 		Long: `demo runs a relay and an agent in one process, joined by a real tunnel on loopback.
 It forwards to --service when something answers there (Stash's default is
 http://127.0.0.1:9999), and otherwise to a small built-in demo site with a page,
-a websocket and a seekable video.`,
+a websocket and a seekable video. With --http 0.0.0.0:8080 it is reachable from
+other machines by any name or address. From make: make run ARGS="--http :8081".`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error { return runDemo(c.Context(), o) },
 	}
@@ -61,12 +65,13 @@ func runDemo(ctx context.Context, o demoOptions) error {
 		Public:   relay.PublicConfig{HTTP: o.http},
 		StateDir: state,
 		Agents:   []relay.AgentGrant{{Name: "demo", TokenSHA256: hash, Hosts: hosts}},
+		AnyHost:  hosts[0], // any name or address this machine is reached by
 	}, log.With("role", "relay"))
 	if err != nil {
 		return err
 	}
 	if err := rs.Listen(); err != nil {
-		return fmt.Errorf("%w (is another demo running? try --http 127.0.0.1:8081)", err)
+		return fmt.Errorf("%w (is another demo running? try --http 127.0.0.1:8081, or make run ARGS=\"--http 127.0.0.1:8081\")", err)
 	}
 
 	g, ctx := errgroup.WithContext(ctx)
@@ -96,6 +101,7 @@ func runDemo(ctx context.Context, o demoOptions) error {
 		Transport:        o.transport,
 		Name:             "demo",
 		Routes:           routes,
+		NoStashCheck:     true,
 	}, log.With("role", "agent"))
 	if err != nil {
 		return err
@@ -107,7 +113,7 @@ func runDemo(ctx context.Context, o demoOptions) error {
 			if len(w.Accepted) > 0 && len(w.Accepted[0].PublicURLs) > 0 {
 				url = w.Accepted[0].PublicURLs[0]
 			}
-			fmt.Printf("\n  Burrow demo is up: open %s/\n  (relay and agent joined by a tunnel on %s; Ctrl-C to stop)\n\n", url, rs.TunnelAddr())
+			fmt.Print(demoBanner(url, rs.HTTPAddr(), rs.TunnelAddr().String(), lanAddrs()))
 		})
 	}
 	g.Go(func() error { return rs.Run(ctx) })
@@ -123,4 +129,48 @@ func answers(addr string) bool {
 	}
 	c.Close()
 	return true
+}
+
+// demoBanner is what the demo prints once it is up: the local URL, and the
+// LAN URLs when the relay listens on every address.
+func demoBanner(url string, public net.Addr, tunnel string, lan []netip.Addr) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n  Burrow demo is up: open %s/\n", url)
+	if ta, ok := public.(*net.TCPAddr); ok && ta.IP.IsUnspecified() {
+		for _, a := range lan {
+			fmt.Fprintf(&b, "  from another machine: http://%s/\n", net.JoinHostPort(a.String(), strconv.Itoa(ta.Port)))
+		}
+	} else {
+		b.WriteString("  (this machine only: --http 0.0.0.0:8080 opens it to your LAN)\n")
+	}
+	fmt.Fprintf(&b, "  browser → relay → tunnel (%s) → agent → service; Ctrl-C to stop\n\n", tunnel)
+	return b.String()
+}
+
+// lanAddrs are this machine's addresses other machines may reach: up,
+// not loopback, IPv4 first.
+func lanAddrs() []netip.Addr {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil
+	}
+	var v4, v6 []netip.Addr
+	for _, ifc := range ifs {
+		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, _ := ifc.Addrs()
+		for _, a := range addrs {
+			p, err := netip.ParsePrefix(a.String())
+			if err != nil || p.Addr().IsLinkLocalUnicast() {
+				continue
+			}
+			if p.Addr().Is4() {
+				v4 = append(v4, p.Addr())
+			} else {
+				v6 = append(v6, p.Addr())
+			}
+		}
+	}
+	return append(v4, v6...)
 }

@@ -34,14 +34,14 @@ func runCmd(t *testing.T, args ...string) (string, error) {
 }
 
 func TestStashCheckAndSetExternalHost(t *testing.T) {
-	tunnel, fp, port := startTestRelay(t, "tok", "stash.example.com")
+	tunnel, fp, port := startTestRelay(t, "test-token-0123456789", "stash.example.com")
 	public := fmt.Sprintf("http://stash.example.com:%d", port)
 	dir := t.TempDir()
 	stashCfg := filepath.Join(dir, "config.yml")
 	agentCfg := filepath.Join(dir, "agent.yaml")
 	os.WriteFile(agentCfg, []byte(fmt.Sprintf(`relay: %q
 relay_fingerprint: %q
-token: tok
+token: test-token-0123456789
 transport: tcp
 routes:
   - host: stash.example.com

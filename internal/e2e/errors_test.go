@@ -15,7 +15,7 @@ import (
 func TestBadConfig(t *testing.T) {
 	hash := strings.Repeat("ab", 32)
 	relayBase := "tunnel:\n  listen: \"127.0.0.1:0\"\npublic:\n  http: \"127.0.0.1:0\"\nstate_dir: STATE\n"
-	agentBase := "relay: \"127.0.0.1:1\"\ntoken: x\n"
+	agentBase := "relay: \"127.0.0.1:1\"\ntoken: test-token-0123456789\n"
 	cases := []struct {
 		name, role, body string
 		want             []string

@@ -316,6 +316,10 @@ func TestIndexPage(t *testing.T) {
 		`const PREFIX = "/stash";`,
 		"198.51.100.7",
 		"graphql-transport-ws",
+		`<div class="hop"><b>browser</b><span>198.51.100.7</span></div>`,
+		`<div class="arrow">HTTPS →<br>public request</div>`,
+		`<div class="hop"><b>relay</b><span>https://stash.example.com/stash/</span></div>`,
+		`<b>tunnel</b>`, `<b>agent</b>`, `<b>service</b>`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page lacks %q", want)

@@ -4,6 +4,7 @@ import (
 	_ "embed"
 	"fmt"
 	"html/template"
+	"net"
 	"net/http"
 	"path"
 )
@@ -37,6 +38,10 @@ type pageData struct {
 	StreamURL     string
 	ScreenshotURL string
 	LargeSize     string
+
+	// The data path: the visitor, the public URL, the agent's address as
+	// the service sees it, and the service's own address.
+	Client, Proto, Public, Agent, Service string
 }
 
 // servePage is Stash's UI fallback: any path without an extension (or
@@ -68,6 +73,14 @@ func (s *Server) servePage(w http.ResponseWriter, r *http.Request) {
 		d.Rows = append(d.Rows, row)
 	}
 	d.Rows = append(d.Rows, pageRow{Name: "Peer address", Value: r.RemoteAddr, Set: true})
+	d.Client = orDefault(r.Header.Get("X-Real-IP"), "this browser")
+	d.Proto = "HTTP"
+	if r.Header.Get("X-Forwarded-Proto") == "https" {
+		d.Proto = "HTTPS"
+	}
+	d.Public = base + "/"
+	d.Agent = "connects from " + r.RemoteAddr
+	d.Service = "listening on " + orDefault(localAddr(r), "?")
 
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-cache")
@@ -92,4 +105,19 @@ func humanBytes(n int64) string {
 		return fmt.Sprintf("%d %ciB", int64(v), "KMGTPE"[exp])
 	}
 	return fmt.Sprintf("%.1f %ciB", v, "KMGTPE"[exp])
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// localAddr is the address the request came in on.
+func localAddr(r *http.Request) string {
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		return a.String()
+	}
+	return ""
 }
