@@ -248,7 +248,7 @@ func newVersionCmd() *cobra.Command {
 		Short: "Print Burrow's version",
 		Args:  cobra.NoArgs,
 		Run: func(c *cobra.Command, _ []string) {
-			fmt.Fprintf(c.OutOrStdout(), "burrow %s (protocol %d)\n", buildVersion(), protocol.Version)
+			fmt.Fprintf(c.OutOrStdout(), "burrow %s (protocol %d)\n%s\n", buildVersion(), protocol.Version, buildLine())
 		},
 	}
 }
