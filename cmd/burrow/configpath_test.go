@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,12 +43,15 @@ func TestConfigPath(t *testing.T) {
 	if _, err := configPath("", "agent.yaml"); err == nil {
 		t.Error("agent.yaml found where only relay.yaml is")
 	}
-	t.Setenv("BURROW_CONFIG", "/from/env.yaml")
-	if p, _ := configPath("", "relay.yaml"); p != "/from/env.yaml" {
-		t.Errorf("$BURROW_CONFIG set: %q", p)
+	fromEnv, fromFlag := filepath.Join(work, "env.yaml"), filepath.Join(work, "flag.yaml")
+	touch(fromEnv)
+	touch(fromFlag)
+	t.Setenv("BURROW_CONFIG", fromEnv)
+	if p, err := configPath("", "relay.yaml"); p != fromEnv {
+		t.Errorf("$BURROW_CONFIG set: %q, %v", p, err)
 	}
-	if p, _ := configPath("/from/flag.yaml", "relay.yaml"); p != "/from/flag.yaml" {
-		t.Errorf("--config set: %q", p)
+	if p, err := configPath(fromFlag, "relay.yaml"); p != fromFlag {
+		t.Errorf("--config set: %q, %v", p, err)
 	}
 }
 
@@ -70,5 +75,20 @@ func TestDefaultConfigLoads(t *testing.T) {
 	}
 	if _, _, err := loadRelayConfig(""); err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "relay.yaml")) {
 		t.Errorf("relay without relay.yaml: %v; want the path tried", err)
+	}
+}
+
+func TestUnreadableConfigHint(t *testing.T) {
+	err := unreadable("/etc/burrow/agent.yaml", &fs.PathError{Op: "open", Path: "/etc/burrow/agent.yaml", Err: fs.ErrPermission})
+	for _, w := range []string{"permission denied", "chmod 644 /etc/burrow/agent.yaml", "LoadCredential=burrow-token:", "token_file"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error does not say %q: %v", w, err)
+		}
+	}
+	if !errors.Is(err, fs.ErrPermission) {
+		t.Errorf("%v does not wrap fs.ErrPermission", err)
+	}
+	if _, err := configPath("/nonexistent/agent.yaml", "agent.yaml"); err == nil || !strings.Contains(err.Error(), "/nonexistent/agent.yaml") {
+		t.Errorf("a missing --config file: %v", err)
 	}
 }
