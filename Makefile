@@ -3,18 +3,24 @@
 GO          ?= go
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 BIN         := bin/burrow
+DIST        := dist
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS     := -s -w -X main.version=$(VERSION)
 
-.PHONY: build run test lint fmt-check vet staticcheck unit fuzz bench bench-quick clean
+.PHONY: build release run test lint fmt-check vet staticcheck unit release-check fuzz bench bench-quick clean
 
+# A static binary (no cgo, no libc): it runs on any Linux of its architecture, glibc or musl.
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/burrow
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/burrow
+
+# $(DIST)/burrow_$(VERSION)_<os>_<arch>.tar.gz for each platform, and $(DIST)/SHA256SUMS.
+release:
+	GO='$(GO)' VERSION='$(VERSION)' DIST='$(DIST)' sh deploy/release.sh
 
 run: build
 	./$(BIN) demo $(ARGS)
 
-test: fmt-check vet staticcheck unit
+test: fmt-check vet staticcheck unit release-check
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -31,6 +37,11 @@ unit:
 	$(GO) test -race -count=1 -timeout 20m ./...
 	cd third_party/yamux && $(GO) test -race -short -count=1 -timeout 5m ./...
 
+# `make build` gives a static ELF and `make release` archives that match SHA256SUMS
+# (cross-compiles every platform, so it runs once here rather than inside `make unit`).
+release-check:
+	BURROW_RELEASE_CHECK=1 $(GO) test -count=1 -timeout 15m -run '^TestRelease' ./internal/release
+
 # Each fuzz target for a while (the seed corpus already runs in `make unit`).
 fuzz:
 	for f in FuzzReadFrame FuzzReadHello FuzzReadAnswer FuzzReadStreamHeader FuzzReadStatus FuzzDecodeRouteRequest FuzzDecodeRouteUpdate; do \
@@ -45,4 +56,4 @@ bench-quick: build
 	$(GO) run ./cmd/burrow-bench -bin $(BIN) -quick -out BENCH-quick.md
 
 clean:
-	rm -rf bin
+	rm -rf bin $(DIST)

@@ -106,7 +106,7 @@ func (c *Config) Validate() error {
 		add("relay_refresh", "%v must not be negative", c.RelayRefresh)
 	}
 	if c.Token == "" {
-		add("token", "is required (create one with `burrow token new`)")
+		add("token", "is required: token, token_file, or the systemd credential burrow-token (create one with `burrow token new`)")
 	}
 	switch c.Transport {
 	case TransportAuto, TransportQUIC, TransportTCP:

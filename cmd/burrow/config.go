@@ -44,9 +44,11 @@ type relayFile struct {
 type agentFile struct {
 	agent.Config `mapstructure:",squash"`
 	// Relay is one relay address or a list ("a:7835, b:7835" in the environment).
-	Relay  relayList   `mapstructure:"relay"`
-	Routes []routeFile `mapstructure:"routes"`
-	Log    logFile     `mapstructure:"log"`
+	Relay relayList `mapstructure:"relay"`
+	// TokenFile holds the token instead of agent.yaml (see resolveToken).
+	TokenFile string      `mapstructure:"token_file"`
+	Routes    []routeFile `mapstructure:"routes"`
+	Log       logFile     `mapstructure:"log"`
 }
 
 // relayList is agent.yaml's relay: one address, or a list.
@@ -190,6 +192,10 @@ func fieldErrors(err error) config.Errors {
 }
 
 func loadRelayConfig(path string) (relay.Config, logFile, error) {
+	path, err := configPath(path, "relay.yaml")
+	if err != nil {
+		return relay.Config{}, logFile{}, err
+	}
 	f := relayDefaults()
 	if err := loadFile(path, &f); err != nil {
 		return relay.Config{}, logFile{}, err
@@ -202,9 +208,24 @@ func loadRelayConfig(path string) (relay.Config, logFile, error) {
 }
 
 func loadAgentConfig(path string) (agent.Config, logFile, error) {
+	cfg, lf, _, err := loadAgentFile(path)
+	return cfg, lf, err
+}
+
+// loadAgentFile is loadAgentConfig that also returns the file holding the
+// token (see resolveToken).
+func loadAgentFile(path string) (agent.Config, logFile, tokenSource, error) {
+	path, err := configPath(path, "agent.yaml")
+	if err != nil {
+		return agent.Config{}, logFile{}, tokenSource{}, err
+	}
 	f := agentDefaults()
 	if err := loadFile(path, &f); err != nil {
-		return agent.Config{}, logFile{}, err
+		return agent.Config{}, logFile{}, tokenSource{}, err
+	}
+	token, err := resolveToken(path, &f)
+	if err != nil {
+		return agent.Config{}, logFile{}, tokenSource{}, config.InFile(path, err)
 	}
 	if len(f.Relay) > 0 {
 		f.Config.Relay, f.Config.Relays = f.Relay[0], f.Relay[1:]
@@ -214,9 +235,9 @@ func loadAgentConfig(path string) (agent.Config, logFile, error) {
 		f.Config.Routes = append(f.Config.Routes, r.Route)
 	}
 	if err := fromEnvironment(path, config.InFile(path, errors.Join(checkLog(f.Log), f.Validate(), checkAgentFile(&f)))); err != nil {
-		return agent.Config{}, logFile{}, err
+		return agent.Config{}, logFile{}, tokenSource{}, err
 	}
-	return f.Config, f.Log, nil
+	return f.Config, f.Log, token, nil
 }
 
 func checkLog(l logFile) error {

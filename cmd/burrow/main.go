@@ -85,9 +85,10 @@ func newRoot() *cobra.Command {
 	return root
 }
 
-// configFlag adds --config, defaulting to $BURROW_CONFIG.
+// configFlag adds --config, defaulting to $BURROW_CONFIG; without either,
+// the command looks in /etc/burrow, then in the working directory.
 func configFlag(c *cobra.Command, p *string) {
-	c.Flags().StringVarP(p, "config", "c", os.Getenv("BURROW_CONFIG"), "config file (YAML); also $BURROW_CONFIG")
+	c.Flags().StringVarP(p, "config", "c", os.Getenv("BURROW_CONFIG"), "config file (YAML); also $BURROW_CONFIG; default /etc/burrow/<relay|agent>.yaml, then ./<relay|agent>.yaml")
 }
 
 func newRelayCmd() *cobra.Command {
@@ -123,8 +124,18 @@ func newRelayCmd() *cobra.Command {
 }
 
 func newAgentCmd() *cobra.Command {
-	return daemonCmd("agent", "Run the agent (at home, next to the service)", loadAgentConfig,
-		func(cfg agent.Config, log *slog.Logger) (runner, error) { return agent.New(cfg, log) })
+	// Where the token came from, as last loaded; checked once, at start.
+	var token tokenSource
+	load := func(path string) (agent.Config, logFile, error) {
+		cfg, lf, src, err := loadAgentFile(path)
+		token = src
+		return cfg, lf, err
+	}
+	return daemonCmd("agent", "Run the agent (at home, next to the service)", load,
+		func(cfg agent.Config, log *slog.Logger) (runner, error) {
+			warnTokenReadable(log, token)
+			return agent.New(cfg, log)
+		})
 }
 
 // runner is a daemon: the relay or the agent.
@@ -248,7 +259,7 @@ func newVersionCmd() *cobra.Command {
 		Short: "Print Burrow's version",
 		Args:  cobra.NoArgs,
 		Run: func(c *cobra.Command, _ []string) {
-			fmt.Fprintf(c.OutOrStdout(), "burrow %s (protocol %d)\n", buildVersion(), protocol.Version)
+			fmt.Fprintf(c.OutOrStdout(), "burrow %s (protocol %d)\n%s\n", buildVersion(), protocol.Version, buildLine())
 		},
 	}
 }

@@ -366,7 +366,8 @@ func startProc(name string, log *testutil.SyncBuffer, args ...string) (*proc, er
 }
 
 // startCmd starts cmd (a burrow command, perhaps wrapped in `ip netns exec`)
-// as a proc; cancelling the proc kills it.
+// as a proc, with cmd.Env added to the test's environment; cancelling the
+// proc kills it.
 func startCmd(name string, log *testutil.SyncBuffer, cmd *exec.Cmd) (*proc, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	context.AfterFunc(ctx, func() {
@@ -374,7 +375,7 @@ func startCmd(name string, log *testutil.SyncBuffer, cmd *exec.Cmd) (*proc, erro
 			_ = cmd.Process.Kill()
 		}
 	})
-	cmd.Env = cleanEnv()
+	cmd.Env = append(cleanEnv(), cmd.Env...) // the test's own variables last, so they win
 	cmd.Stdout = log
 	cmd.Stderr = log
 	cmd.WaitDelay = 5 * time.Second
