@@ -63,7 +63,7 @@ func TestDefaultConfigLoads(t *testing.T) {
 	t.Cleanup(func() { configDirs = saved })
 	t.Setenv("BURROW_CONFIG", "")
 	t.Setenv("CREDENTIALS_DIRECTORY", "")
-	if err := os.WriteFile(filepath.Join(dir, "agent.yaml"), []byte("token: t\ntransport: tcp\n"+agentRest), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "agent.yaml"), []byte("token: test-token-0123456789\ntransport: tcp\n"+agentRest), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg, _, err := loadAgentConfig("")

@@ -41,7 +41,7 @@ func TestTokenFile(t *testing.T) {
 		{"relative to agent.yaml", "token_file: agent.token\n"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			cfgPath, tokenPath := writeAgent(t, "", "s3cret-token\n", 0o600)
+			cfgPath, tokenPath := writeAgent(t, "", "s3cret-token-0123456789\n", 0o600)
 			if err := os.WriteFile(cfgPath, []byte(strings.ReplaceAll(c.head, "TOKEN", tokenPath)+agentRest), 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -49,7 +49,7 @@ func TestTokenFile(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if cfg.Token != "s3cret-token" {
+			if cfg.Token != "s3cret-token-0123456789" {
 				t.Errorf("token = %q, want the file's content without its newline", cfg.Token)
 			}
 			if src.File != tokenPath || src.InConfig {
@@ -93,7 +93,7 @@ func TestTokenFileErrors(t *testing.T) {
 func TestTokenFromCredential(t *testing.T) {
 	cfgPath, _ := writeAgent(t, "", "", 0)
 	creds := t.TempDir()
-	if err := os.WriteFile(filepath.Join(creds, "burrow-token"), []byte("from-systemd\n"), 0o400); err != nil {
+	if err := os.WriteFile(filepath.Join(creds, "burrow-token"), []byte("from-systemd-0123456789\n"), 0o400); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("CREDENTIALS_DIRECTORY", creds)
@@ -101,13 +101,13 @@ func TestTokenFromCredential(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Token != "from-systemd" || src.File != filepath.Join(creds, "burrow-token") {
+	if cfg.Token != "from-systemd-0123456789" || src.File != filepath.Join(creds, "burrow-token") {
 		t.Errorf("token %q from %+v, want the credential's", cfg.Token, src)
 	}
 
 	// An inline token wins over the credential.
-	cfgPath, _ = writeAgent(t, "token: inline\n", "", 0)
-	if cfg, _, src, err := loadAgentFile(cfgPath); err != nil || cfg.Token != "inline" || !src.InConfig {
+	cfgPath, _ = writeAgent(t, "token: inline-token-0123456789\n", "", 0)
+	if cfg, _, src, err := loadAgentFile(cfgPath); err != nil || cfg.Token != "inline-token-0123456789" || !src.InConfig {
 		t.Errorf("inline token with a credential: %q from %+v, %v; want agent.yaml's", cfg.Token, src, err)
 	}
 }
@@ -121,7 +121,7 @@ func TestTokenReadableWarning(t *testing.T) {
 	}
 
 	// A world-readable agent.yaml with the token inline.
-	cfgPath, _ := writeAgent(t, "token: inline\n", "", 0)
+	cfgPath, _ := writeAgent(t, "token: inline-token-0123456789\n", "", 0)
 	_, _, src, err := loadAgentFile(cfgPath)
 	if err != nil {
 		t.Fatal(err)
@@ -138,7 +138,7 @@ func TestTokenReadableWarning(t *testing.T) {
 		mode os.FileMode
 		warn bool
 	}{{0o640, true}, {0o600, false}, {0o400, false}} {
-		cfgPath, tokenPath := writeAgent(t, "", "tok\n", c.mode)
+		cfgPath, tokenPath := writeAgent(t, "", "tok-0123456789abcdef\n", c.mode)
 		if err := os.WriteFile(cfgPath, []byte("token_file: agent.token\n"+agentRest), 0o644); err != nil {
 			t.Fatal(err)
 		}
