@@ -160,6 +160,11 @@ func daemonCmd[C any](use, short string, load func(path string) (C, logFile, err
 		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
+			// The file found is the one a reload reads again.
+			path, err := configPath(path, use+".yaml")
+			if err != nil {
+				return err
+			}
 			cfg, lf, err := load(path)
 			if err != nil {
 				return err
