@@ -26,6 +26,8 @@ type session struct {
 	heartbeat time.Duration
 	// updates: the relay takes route requests on the live session.
 	updates bool
+	// enforces: the relay enforces routes' access policies.
+	enforces bool
 	out     chan protocol.Message       // route requests to send
 	asked   atomic.Pointer[askedRoutes] // what routes holds
 	pending atomic.Pointer[askedRoutes] // what the last route request asked for
@@ -69,11 +71,13 @@ func (a *Agent) connect(ctx context.Context) (*session, error) {
 // welcomed them, the session it returns is connected.
 func (a *Agent) hello(ctx context.Context, sess protocol.Session, rc *routeConfig, idx []int) (*session, error) {
 	ask := &askedRoutes{rc: rc, idx: idx}
-	ctrl, welcome, err := handshake(ctx, sess, a.cfg.Token, a.cfg.Name, ask.routes(), protocol.FeatureRouteUpdates)
+	ctrl, welcome, err := handshake(ctx, sess, a.cfg.Token, a.cfg.Name, ask.routes(), protocol.FeatureRouteUpdates, protocol.FeatureAccess)
 	if err != nil {
 		return nil, err
 	}
-	live, published := ask.match(welcome.Accepted)
+	enforces := slices.Contains(welcome.Features, protocol.FeatureAccess)
+	live, published := ask.match(welcome.Accepted, enforces)
+	a.warnUnenforced(a.log, live)
 	a.noteRefused(welcome.Refused)
 	a.setState("connected "+welcome.SessionID, "connected", slog.LevelInfo, "session", welcome.SessionID, "transport", sess.Transport(), "relay", a.cfg.Relay, "routes", published)
 	a.markReplaced()
@@ -93,6 +97,7 @@ func (a *Agent) hello(ctx context.Context, sess protocol.Session, rc *routeConfi
 		ctrl:         ctrl,
 		heartbeat:    time.Duration(welcome.HeartbeatMillis) * time.Millisecond,
 		updates:      slices.Contains(welcome.Features, protocol.FeatureRouteUpdates),
+		enforces:     enforces,
 		out:          make(chan protocol.Message, 1),
 		sched:        newScheduler(a.log.With("session", welcome.SessionID), pathDelayer(sess)),
 		left:         make(chan struct{}),
@@ -102,6 +107,16 @@ func (a *Agent) hello(ctx context.Context, sess protocol.Session, rc *routeConfi
 	s.routes.set(live)
 	s.asked.Store(ask)
 	return s, nil
+}
+
+// warnUnenforced logs each route whose access policy the relay ignores:
+// the agent serves none of its streams.
+func (a *Agent) warnUnenforced(log *slog.Logger, live map[uint32]*liveRoute) {
+	for _, rt := range live {
+		if rt.unenforced {
+			log.Error("route not served: the relay does not enforce access policies; upgrade the relay", "host", rt.Host, "prefix", rt.Prefix)
+		}
+	}
 }
 
 // noteRefused logs the routes the relay refused and keeps the reasons for
