@@ -28,11 +28,11 @@ type session struct {
 	updates bool
 	// enforces: the relay enforces routes' access policies.
 	enforces bool
-	out     chan protocol.Message       // route requests to send
-	asked   atomic.Pointer[askedRoutes] // what routes holds
-	pending atomic.Pointer[askedRoutes] // what the last route request asked for
-	seq     atomic.Uint64               // the last route request's
-	sched   *scheduler                  // orders what the streams send: interactive first, bulk paced
+	out      chan protocol.Message       // route requests to send
+	asked    atomic.Pointer[askedRoutes] // what routes holds
+	pending  atomic.Pointer[askedRoutes] // what the last route request asked for
+	seq      atomic.Uint64               // the last route request's
+	sched    *scheduler                  // orders what the streams send: interactive first, bulk paced
 
 	id     string        // the relay's session id
 	since  time.Time     // welcomed at

@@ -358,10 +358,11 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 	addr := limitAddr(r, s.trusted(r.RemoteAddr))
 	if guard := rt.access.Load(); guard != nil {
-		var ok bool
-		if r, ok = guard.Check(w, r, addr); !ok {
+		checked, ok := guard.Check(w, r, addr)
+		if !ok {
 			return
 		}
+		r = checked
 		defer func() { guard.Observe(r, addr, w.code) }()
 	}
 	if s.budget.exceeded() {
