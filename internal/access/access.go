@@ -181,15 +181,18 @@ func (g *Guard) Check(w http.ResponseWriter, r *http.Request, addr netip.Addr) (
 			g.oidc.serveEndpoint(w, r, rest)
 			return nil, false
 		}
+		_, signedIn := g.oidc.sessionFrom(r)
 		g.oidc.dropCookies(r)
+		if signedIn || g.bypassed(r) {
+			return r, true
+		}
+		g.oidc.refuse(w, r)
+		return nil, false
 	}
 	if g.bypassed(r) {
 		return r, true
 	}
-	switch {
-	case g.oidc != nil:
-		return g.oidc.check(w, r)
-	case g.forward != nil:
+	if g.forward != nil {
 		return g.forward.check(w, r, addr)
 	}
 	return r, true

@@ -133,19 +133,17 @@ func (k *Keys) SessionCookieFor(host, prefix string, s Session) (*http.Cookie, e
 		SameSite: http.SameSiteLaxMode, Expires: time.Unix(s.Expires, 0)}, nil
 }
 
-func (o *oidcSignIn) check(w http.ResponseWriter, r *http.Request) (*http.Request, bool) {
-	if _, ok := o.sessionFrom(r); ok {
-		return r, true
-	}
+// refuse answers a request without a sign-in: a page goes to the sign-in
+// page, anything else gets a 401.
+func (o *oidcSignIn) refuse(w http.ResponseWriter, r *http.Request) {
 	if isNavigation(r) {
 		q := url.Values{"rd": {r.URL.RequestURI()}}
 		http.Redirect(w, r, o.endpoint("signin")+"?"+q.Encode(), http.StatusFound)
-		return nil, false
+		return
 	}
 	w.Header().Set("WWW-Authenticate", `Burrow realm="`+o.g.host+o.g.prefix+`"`)
 	w.Header().Set("Cache-Control", "no-store")
 	http.Error(w, "401 Unauthorized: sign in at "+o.endpoint("signin"), http.StatusUnauthorized)
-	return nil, false
 }
 
 // isNavigation reports whether a browser asks for a page (not a script's
