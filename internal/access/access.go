@@ -121,8 +121,9 @@ func Compile(p *protocol.AccessPolicy, host, prefix string, d *Deps) (*Guard, er
 	if p.ForwardAuth != nil {
 		if g.forward, err = newForwardAuth(p.ForwardAuth, g); err != nil {
 			errs = append(errs, err)
+		} else {
+			g.identity = g.forward.copy
 		}
-		g.identity = g.forward.copy
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -257,7 +258,11 @@ func (o *oidcSignIn) safeReturn(rd string) string {
 		!strings.HasPrefix(rd, "/") || strings.HasPrefix(rd, "//") || strings.ContainsAny(rd, "\\\r\n\t") {
 		return home
 	}
-	if o.g.prefix != "" && u.Path != o.g.prefix && !strings.HasPrefix(u.Path, home) {
+	clean := path.Clean(u.Path)
+	if strings.HasSuffix(u.Path, "/") && clean != "/" {
+		clean += "/"
+	}
+	if clean != u.Path || (o.g.prefix != "" && u.Path != o.g.prefix && !strings.HasPrefix(u.Path, home)) {
 		return home
 	}
 	if strings.HasPrefix(o.g.rel(u.Path), Endpoints) {
