@@ -47,8 +47,8 @@ func TestLoginLimiterBlocks(t *testing.T) {
 		fail(a)
 		fail(a)
 		until, count, started := l.fail(a)
-		if !started || count != 3 || until.Sub(time.Now()) != 30*time.Minute {
-			t.Fatalf("second block: started %v, count %d, lasts %v; want 30m", started, count, until.Sub(time.Now()))
+		if !started || count != 3 || time.Until(until) != 30*time.Minute {
+			t.Fatalf("second block: started %v, count %d, lasts %v; want 30m", started, count, time.Until(until))
 		}
 		// A success forgets it all.
 		l.succeed(a)
@@ -57,8 +57,8 @@ func TestLoginLimiterBlocks(t *testing.T) {
 		}
 		fail(a)
 		fail(a)
-		if until, _, _ := l.fail(a); until.Sub(time.Now()) != 15*time.Minute {
-			t.Fatalf("block after a success lasts %v, want the first period again", until.Sub(time.Now()))
+		if until, _, _ := l.fail(a); time.Until(until) != 15*time.Minute {
+			t.Fatalf("block after a success lasts %v, want the first period again", time.Until(until))
 		}
 
 		// IPv6: the /64 is one client.

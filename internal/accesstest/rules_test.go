@@ -12,7 +12,9 @@ import (
 	"github.com/burrow-tunnel/burrow/internal/origin"
 )
 
-func fixed(a *agent.Access) func(string) *agent.Access { return func(string) *agent.Access { return a } }
+func fixed(a *agent.Access) func(string) *agent.Access {
+	return func(string) *agent.Access { return a }
+}
 
 // TestAddressRules: allow and deny on the client's real address, IPv4 and
 // IPv6, taken from X-Forwarded-For only behind a trusted proxy.
