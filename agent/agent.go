@@ -62,6 +62,9 @@ type liveRoute struct {
 	Route
 	addr  string // host:port to dial
 	guard *loginGuard
+	// unenforced: the route has an access policy and the relay of its
+	// session does not enforce policies, so none of its streams is served.
+	unenforced bool
 }
 
 // New validates cfg and prepares an agent.
@@ -188,7 +191,7 @@ func handshake(ctx context.Context, sess protocol.Session, token, name string, r
 	defer protocol.GuardHandshake(ctx, ctrl)()
 	hello := protocol.Hello{Version: protocol.Version, Features: features, Token: token, Agent: name}
 	for _, r := range routes {
-		hello.Routes = append(hello.Routes, protocol.Route{Host: r.Host, Prefix: r.Prefix})
+		hello.Routes = append(hello.Routes, wireRoute(r))
 	}
 	if err := protocol.WriteMessage(ctrl, protocol.MsgHello, &hello); err != nil {
 		ctrl.Close()

@@ -74,6 +74,8 @@ type Route struct {
 	Service string `mapstructure:"service"`
 	// AllowUnauthenticated publishes a Stash that has no login.
 	AllowUnauthenticated bool `mapstructure:"allow_unauthenticated"`
+	// Access is the route's access policy, enforced by the relay; nil means open.
+	Access *Access `mapstructure:"access"`
 	// StashConfigFile is Stash's config.yml, for `burrow stash check`; in the
 	// file it is the route's stash.config_file.
 	StashConfigFile string `mapstructure:"-"`
@@ -138,6 +140,9 @@ func (c *Config) Validate() error {
 		}
 		if _, err := ParseService(r.Service); err != nil {
 			add(key+".service", "%v", err)
+		}
+		if r.Access != nil {
+			r.Access.validate(key+".access", add)
 		}
 	}
 	return errs.Join()

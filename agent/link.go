@@ -298,11 +298,13 @@ func (l *link) connect(ctx context.Context) (*session, error) {
 func (l *link) hello(ctx context.Context, sess protocol.Session, rc *routeConfig, idx []int) (*session, error) {
 	a := l.a
 	ask := &askedRoutes{rc: rc, idx: idx}
-	ctrl, welcome, err := handshake(ctx, sess, a.cfg.Token, a.cfg.Name, ask.routes(), protocol.FeatureRouteUpdates)
+	ctrl, welcome, err := handshake(ctx, sess, a.cfg.Token, a.cfg.Name, ask.routes(), protocol.FeatureRouteUpdates, protocol.FeatureAccess)
 	if err != nil {
 		return nil, err
 	}
-	live, published := ask.match(welcome.Accepted)
+	enforces := slices.Contains(welcome.Features, protocol.FeatureAccess)
+	live, published := ask.match(welcome.Accepted, enforces)
+	a.warnUnenforced(l.log, live)
 	l.noteRefused(welcome.Refused)
 	l.setState("connected "+welcome.SessionID, "connected", slog.LevelInfo, "session", welcome.SessionID, "transport", sess.Transport(), "relay", l.name, "routes", published)
 	l.markReplaced()
@@ -322,6 +324,7 @@ func (l *link) hello(ctx context.Context, sess protocol.Session, rc *routeConfig
 		ctrl:         ctrl,
 		heartbeat:    time.Duration(welcome.HeartbeatMillis) * time.Millisecond,
 		updates:      slices.Contains(welcome.Features, protocol.FeatureRouteUpdates),
+		enforces:     enforces,
 		out:          make(chan protocol.Message, 1),
 		sched:        newScheduler(l.log.With("session", welcome.SessionID), pathDelayer(sess)),
 		left:         make(chan struct{}),
@@ -472,3 +475,13 @@ type unreachableError struct{ err error }
 
 func (e *unreachableError) Error() string { return e.err.Error() }
 func (e *unreachableError) Unwrap() error { return e.err }
+
+// warnUnenforced logs each route whose access policy the relay ignores:
+// the agent serves none of its streams.
+func (a *Agent) warnUnenforced(log *slog.Logger, live map[uint32]*liveRoute) {
+	for _, rt := range live {
+		if rt.unenforced {
+			log.Error("route not served: the relay does not enforce access policies; upgrade the relay", "host", rt.Host, "prefix", rt.Prefix)
+		}
+	}
+}

@@ -27,7 +27,7 @@ func newRouteConfig(routes []Route, old *routeConfig) *routeConfig {
 	for _, r := range routes {
 		g := newLoginGuard(r)
 		if old != nil {
-			if i := slices.Index(old.routes, r); i >= 0 {
+			if i := slices.IndexFunc(old.routes, func(o Route) bool { return sameRoute(o, r) }); i >= 0 {
 				g = old.guards[i]
 			}
 		}
@@ -52,7 +52,8 @@ func (a *askedRoutes) routes() []Route {
 
 // match matches the routes the relay accepted to the ones asked for, and
 // describes them for the log.
-func (a *askedRoutes) match(accepted []protocol.AcceptedRoute) (map[uint32]*liveRoute, []string) {
+// enforced says whether the relay enforces access policies (FeatureAccess).
+func (a *askedRoutes) match(accepted []protocol.AcceptedRoute, enforced bool) (map[uint32]*liveRoute, []string) {
 	live := map[uint32]*liveRoute{}
 	var published []string
 	for _, acc := range accepted {
@@ -60,7 +61,7 @@ func (a *askedRoutes) match(accepted []protocol.AcceptedRoute) (map[uint32]*live
 			r := a.rc.routes[i]
 			if r.Host == acc.Host && normPrefix(r.Prefix) == acc.Prefix {
 				addr, _ := ParseService(r.Service)
-				live[acc.ID] = &liveRoute{Route: r, addr: addr, guard: a.rc.guards[i]}
+				live[acc.ID] = &liveRoute{Route: r, addr: addr, guard: a.rc.guards[i], unenforced: r.Access != nil && !enforced}
 				published = append(published, strings.Join(acc.PublicURLs, " ")+" → "+r.Service)
 			}
 		}
@@ -161,6 +162,9 @@ func (a *Agent) restartKeys(next *Config) []string {
 	return keys
 }
 
+// sameRoute reports whether two routes are configured alike, access policy included.
+func sameRoute(a, b Route) bool { return reflect.DeepEqual(a, b) }
+
 // routeChanges describes how routes differ from old.
 func routeChanges(old, next []Route) []string {
 	key := func(r Route) string { return r.Host + normPrefix(r.Prefix) }
@@ -175,7 +179,7 @@ func routeChanges(old, next []Route) []string {
 		switch {
 		case !ok:
 			changes = append(changes, fmt.Sprintf("route %s → %s added", key(r), r.Service))
-		case o != r:
+		case !sameRoute(o, r):
 			changes = append(changes, fmt.Sprintf("route %s changed", key(r)))
 		}
 	}
@@ -198,7 +202,7 @@ func (s *session) ask(routes *askedRoutes) {
 	s.pending.Store(routes)
 	req := &protocol.RouteRequest{Seq: seq, Routes: []protocol.Route{}}
 	for _, r := range routes.routes() {
-		req.Routes = append(req.Routes, protocol.Route{Host: r.Host, Prefix: r.Prefix})
+		req.Routes = append(req.Routes, wireRoute(r))
 	}
 	select {
 	case s.out <- protocol.Message{Type: protocol.MsgRoutes, Body: req}:
@@ -225,7 +229,8 @@ func (s *session) handle(mt protocol.MsgType, body []byte) error {
 		asked = s.pending.Load()
 		s.asked.Store(asked)
 	}
-	live, published := asked.match(u.Accepted)
+	live, published := asked.match(u.Accepted, s.enforces)
+	s.a.warnUnenforced(s.log, live)
 	s.routes.set(live)
 	s.l.noteRefused(u.Refused)
 	s.log.Info("routes updated", "routes", published)

@@ -26,11 +26,13 @@ type session struct {
 	heartbeat time.Duration
 	// updates: the relay takes route requests on the live session.
 	updates bool
-	out     chan protocol.Message       // route requests to send
-	asked   atomic.Pointer[askedRoutes] // what routes holds
-	pending atomic.Pointer[askedRoutes] // what the last route request asked for
-	seq     atomic.Uint64               // the last route request's
-	sched   *scheduler                  // orders what the streams send: interactive first, bulk paced
+	// enforces: the relay enforces routes' access policies.
+	enforces bool
+	out      chan protocol.Message       // route requests to send
+	asked    atomic.Pointer[askedRoutes] // what routes holds
+	pending  atomic.Pointer[askedRoutes] // what the last route request asked for
+	seq      atomic.Uint64               // the last route request's
+	sched    *scheduler                  // orders what the streams send: interactive first, bulk paced
 
 	id     string        // the relay's session id
 	since  time.Time     // welcomed at

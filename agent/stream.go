@@ -28,6 +28,11 @@ func (a *Agent) serveStream(ctx context.Context, log *slog.Logger, routes *route
 		_ = protocol.WriteStatus(st, protocol.StatusUnknownRoute, "no route with this id")
 		return
 	}
+	if rt.unenforced {
+		// An older relay publishes the route but ignores its access policy.
+		_ = protocol.WriteStatus(st, protocol.StatusRefused, "the relay does not enforce this route's access policy: upgrade the relay")
+		return
+	}
 	if _, err := rt.guard.check(ctx); err != nil {
 		if rt.guard.warnOnce() {
 			log.Error("request refused", "host", rt.Host, "reason", err)

@@ -81,6 +81,8 @@ const FeatureDryRun = "dry_run"
 type Route struct {
 	Host   string `json:"host"`
 	Prefix string `json:"prefix,omitempty"`
+	// Access is the route's access policy, enforced by the relay; nil means open.
+	Access *AccessPolicy `json:"access,omitempty"`
 }
 
 // Hello is the agent's first control message.

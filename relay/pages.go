@@ -17,6 +17,10 @@ const (
 	pageServiceSlow
 	pageTooManyStreams
 	pageOverBudget
+	pageAddressDenied
+	pageLoginBlocked
+	pageRateLimited
+	pageSignInDown
 )
 
 var pageText = map[pageKind]struct{ title, body string }{
@@ -34,6 +38,14 @@ var pageText = map[pageKind]struct{ title, body string }{
 		"Your address has too many requests to {{.}} in flight at once. Wait for some to finish and try again. If you run this site: limits.streams_per_client in the relay's config sets the limit."},
 	pageOverBudget: {"Relay busy",
 		"The relay that serves {{.}} is holding as much memory as it may right now, so it takes no new requests for a moment. Try again in a few seconds. If you run this site: the relay's log says why; limits.memory_mib in its config sets the budget."},
+	pageAddressDenied: {"Access denied",
+		"{{.}} does not take requests from your network. If you run this site: the route's access.allow and access.deny in agent.yaml set who may connect."},
+	pageLoginBlocked: {"Too many failed sign-ins",
+		"Your address tried to sign in to {{.}} and failed too many times, so it is blocked for a while. Wait and try again later. If you run this site: the route's access.login_limit in agent.yaml sets the limit; a successful sign-in from the address lifts the block."},
+	pageRateLimited: {"Too many requests",
+		"Your address sent {{.}} more requests than it takes. Slow down and try again in a moment. If you run this site: the route's access.rate_limit in agent.yaml sets the rate."},
+	pageSignInDown: {"Sign-in service not answering",
+		"{{.}} asks visitors to sign in, but its sign-in service did not answer. Try again in a moment. If you run this site: the relay's log says which service failed (access.oidc.issuer or access.forward_auth.url)."},
 	pageTunnelError: {"Tunnel error", "The connection to the home agent for {{.}} failed while this request was in flight. Retrying usually helps."},
 }
 
@@ -55,7 +67,7 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request, code int, kind pag
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
-	if code == http.StatusServiceUnavailable || code == http.StatusTooManyRequests {
+	if (code == http.StatusServiceUnavailable || code == http.StatusTooManyRequests) && h.Get("Retry-After") == "" {
 		h.Set("Retry-After", "5")
 	}
 	w.WriteHeader(code)

@@ -359,12 +359,20 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, u.RequestURI(), http.StatusPermanentRedirect)
 		return
 	}
+	addr := limitAddr(r, s.trusted(r.RemoteAddr))
+	if guard := rt.access.Load(); guard != nil {
+		checked, ok := guard.Check(w, r, addr)
+		if !ok {
+			return
+		}
+		r = checked
+		defer func() { guard.Observe(r, addr, w.code) }()
+	}
 	if s.budget.exceeded() {
 		s.metrics.refusals.WithLabelValues(refusedOverBudget).Inc()
 		s.page(w, r, http.StatusServiceUnavailable, pageOverBudget, host)
 		return
 	}
-	addr := limitAddr(r, s.trusted(r.RemoteAddr))
 	release, ok := s.clients.acquire(r.Context(), addr)
 	if !ok {
 		s.metrics.refusals.WithLabelValues(refusedClientLimit).Inc()

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/burrow-tunnel/burrow/internal/access"
 	"github.com/burrow-tunnel/burrow/protocol"
 )
 
@@ -20,6 +21,9 @@ type route struct {
 	agent   string
 	session protocol.Session
 	streams *atomic.Int64 // tunnel streams open on the session, shared by its routes
+	// access is the route's policy, nil when it has none; a route request
+	// may change it while the route stays published.
+	access atomic.Pointer[access.Guard]
 }
 
 // registry is the relay's route table: host, then longest prefix, to the
@@ -40,7 +44,8 @@ func newRegistry() *registry {
 // Routes of the same agent at the same host and prefix are replicas and
 // stay; if another agent serves them, nothing is added and ok is false.
 // replicas is how many sessions serve the route now, this one included.
-func (r *registry) add(agent string, s protocol.Session, streams *atomic.Int64, host, prefix string) (rt *route, replicas int, owner string, ok bool) {
+// The route is published with guard as its policy (nil: none).
+func (r *registry) add(agent string, s protocol.Session, streams *atomic.Int64, host, prefix string, guard *access.Guard) (rt *route, replicas int, owner string, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	list := r.byHost[host]
@@ -54,6 +59,7 @@ func (r *registry) add(agent string, s protocol.Session, streams *atomic.Int64, 
 		replicas++
 	}
 	rt = &route{id: r.nextID.Add(1), host: host, prefix: prefix, agent: agent, session: s, streams: streams}
+	rt.access.Store(guard)
 	list = append(list, rt)
 	// Longest prefix first; replicas of one prefix adjacent, oldest first.
 	sort.SliceStable(list, func(i, j int) bool {

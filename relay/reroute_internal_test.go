@@ -19,14 +19,14 @@ func TestRerouteOnlyToReplicas(t *testing.T) {
 	liveA, liveB := memsession.Pair()
 	defer liveA.Close()
 	defer liveB.Close()
-	gone, _, _, _ := s.reg.add("x", deadA, new(atomic.Int64), "example.com", "/stash")
-	s.reg.add("y", liveA, new(atomic.Int64), "example.com", "")
+	gone, _, _, _ := s.reg.add("x", deadA, new(atomic.Int64), "example.com", "/stash", nil)
+	s.reg.add("y", liveA, new(atomic.Int64), "example.com", "", nil)
 	s.reg.remove([]*route{gone}) // its session ended: unpublished
 	ctx := context.WithValue(context.Background(), routeKey, gone)
 	if host, ok := s.reroute(ctx); ok {
 		t.Fatalf("rerouted to %s: another agent's shorter prefix", host)
 	}
-	replica, _, _, _ := s.reg.add("x", liveB, new(atomic.Int64), "example.com", "/stash")
+	replica, _, _, _ := s.reg.add("x", liveB, new(atomic.Int64), "example.com", "/stash", nil)
 	if host, ok := s.reroute(ctx); !ok || host != routeHost(replica) {
 		t.Fatalf("reroute = %q, %v; want the replica %s", host, ok, routeHost(replica))
 	}

@@ -49,6 +49,8 @@ type Server struct {
 	recent admin.Recent  // the last warnings and errors, for the status page
 	budget *memoryBudget // limits.memory_mib
 
+	guards guards // routes' access policies
+
 	// draining ends when the relay starts to shut down (drainStart).
 	draining   context.Context
 	drainStart context.CancelFunc

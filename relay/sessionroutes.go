@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/burrow-tunnel/burrow/internal/access"
 	"github.com/burrow-tunnel/burrow/protocol"
 )
 
@@ -95,11 +96,23 @@ func (t *tunnelSession) reconcile(seq uint64) {
 	var refused []protocol.RefusedRoute
 	for _, want := range t.requested {
 		host, prefix, reason := t.srv.checkRoute(g, want)
-		if reason == "" && slices.ContainsFunc(t.routes, func(rt *route) bool { return rt.host == host && rt.prefix == prefix }) {
-			continue
+		var guard *access.Guard
+		if reason == "" {
+			guard, reason = t.srv.guardFor(host, prefix, want.Access)
+		}
+		if i := slices.IndexFunc(t.routes, func(rt *route) bool { return rt.host == host && rt.prefix == prefix }); i >= 0 {
+			if reason == "" {
+				// Kept, with its streams; its policy may have changed.
+				t.routes[i].access.Store(guard)
+				continue
+			}
+			// Its new policy is refused: the old one must not stay in force.
+			t.srv.reg.remove(t.routes[i : i+1])
+			t.dropIdle(t.routes[i : i+1])
+			t.routes, t.dirty = slices.Delete(t.routes, i, i+1), true
 		}
 		if reason == "" {
-			rt, _, owner, ok := t.srv.reg.add(t.agent, t.sess, t.streams, host, prefix)
+			rt, _, owner, ok := t.srv.reg.add(t.agent, t.sess, t.streams, host, prefix, guard)
 			if ok {
 				t.routes, t.dirty = append(t.routes, rt), true
 				t.log.Info("route published", "host", host, "prefix", prefix)

@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/burrow-tunnel/burrow/internal/access"
 	"github.com/burrow-tunnel/burrow/protocol"
 )
 
@@ -258,8 +259,15 @@ func (s *Server) publish(grant *AgentGrant, sess protocol.Session, streams *atom
 	} else if slices.Contains(hello.Features, protocol.FeatureRouteUpdates) {
 		welcome.Features = []string{protocol.FeatureRouteUpdates}
 	}
+	if slices.Contains(hello.Features, protocol.FeatureAccess) {
+		welcome.Features = append(welcome.Features, protocol.FeatureAccess)
+	}
 	for _, want := range hello.Routes {
 		host, prefix, reason := s.checkRoute(grant, want)
+		var guard *access.Guard
+		if reason == "" {
+			guard, reason = s.guardFor(host, prefix, want.Access)
+		}
 		if reason == "" && dryRun {
 			owner := s.reg.owner(host, prefix)
 			if owner == "" || owner == grant.Name {
@@ -268,7 +276,7 @@ func (s *Server) publish(grant *AgentGrant, sess protocol.Session, streams *atom
 			}
 			reason = fmt.Sprintf("already served by agent %q", owner)
 		} else if reason == "" {
-			rt, replicas, owner, ok := s.reg.add(grant.Name, sess, streams, host, prefix)
+			rt, replicas, owner, ok := s.reg.add(grant.Name, sess, streams, host, prefix, guard)
 			if ok {
 				if replicas > 1 {
 					log.Info("route served by several sessions", "host", host, "prefix", prefix, "sessions", replicas)

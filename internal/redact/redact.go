@@ -16,6 +16,9 @@ const Mask = "[REDACTED]"
 var patterns = []*regexp.Regexp{
 	// ?apikey=… and &api_key=… in URLs, quoted or not.
 	regexp.MustCompile(`(?i)((?:api_?key|token|access_token|session)=)[^&\s"'#]+`),
+	// OAuth codes, states and client secrets in URLs and forms.
+	regexp.MustCompile(`(?i)([?&](?:code|state|client_secret)=)[^&\s"'#]+`),
+	regexp.MustCompile(`(?i)(client_secret"?\s*[:=]\s*"?)[^"&\s]+`),
 	// Header lines and map dumps: "ApiKey: …", "Cookie":["…"], Authorization=Bearer …
 	regexp.MustCompile(`(?i)((?:api_?key|cookie|set-cookie|authorization|proxy-authorization)"?\s*[:=]\s*\[?"?)[^"\]\n]+`),
 }
