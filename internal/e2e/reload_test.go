@@ -211,3 +211,48 @@ routes:
 %s`, e.tunnelPort, fp, token, e.transport, routes.String()))
 	return path
 }
+
+// An access policy in agent.yaml, added by a reload, reaches the relay
+// through the built binary and is enforced there: an address outside
+// access.allow gets the 403 page, even on a bypassed path; an address
+// inside is served.
+func TestAccessPolicyByReload(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			e := newEnv(t, tr)
+			agentYAML, err := os.ReadFile(e.agentConfig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The root route (the first) gets the policy.
+			withPolicy := strings.Replace(string(agentYAML), "    allow_unauthenticated: true\n",
+				"    allow_unauthenticated: true\n    access:\n      allow: [\"127.0.0.2/32\"]\n      deny: []\n      bypass: {apikey: true, paths: [\"/healthz\"]}\n", 1)
+			writeFile(t, e.agentConfig, withPolicy)
+			hup(t, e.agent, e.agentLog, "routes updated")
+			outside, inside := clientFrom("127.0.0.1", e.publicAddr()), clientFrom("127.0.0.3", e.publicAddr())
+			allowed := clientFrom("127.0.0.2", e.publicAddr())
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			deadline := time.Now().Add(reloadTimeout)
+			for {
+				st, err := getStatus(ctx, outside, e.url("/files/small.bin"))
+				if err == nil && st == http.StatusForbidden {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("an address outside access.allow gets %d (%v), want 403", st, err)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if st, err := getStatus(ctx, inside, e.url("/files/small.bin")); err != nil || st != http.StatusForbidden {
+				t.Errorf("127.0.0.3: %d (%v), want 403", st, err)
+			}
+			if st, err := getStatus(ctx, allowed, e.url("/files/small.bin")); err != nil || st != http.StatusOK {
+				t.Errorf("127.0.0.2, inside access.allow: %d (%v), want 200", st, err)
+			}
+			if st, err := getStatus(ctx, outside, e.url("/healthz")); err != nil || st != http.StatusForbidden {
+				t.Errorf("a bypassed path from outside the allowed addresses: %d (%v), want 403 (address rules come first)", st, err)
+			}
+		})
+	}
+}
