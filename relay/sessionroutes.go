@@ -24,6 +24,20 @@ func (s *Server) grantNamed(name string) *AgentGrant {
 	return nil
 }
 
+// revoked says why the session may no longer live, or "": its agent was
+// removed from the config in force, or authenticated with a token it no
+// longer has.
+func (t *tunnelSession) revoked() string {
+	g := t.srv.grantNamed(t.agent)
+	switch {
+	case g == nil:
+		return "it was removed from the relay's config"
+	case g.TokenSHA256 != t.token:
+		return "its token_sha256 changed in the relay's config"
+	}
+	return ""
+}
+
 // end ends the session: its agent's grant is gone or changed.
 func (t *tunnelSession) end(reason string) {
 	t.log.Warn("ending agent session", "reason", reason)

@@ -34,6 +34,8 @@ type tunnelSession struct {
 	goAway chan string // a reason here tells the agent the relay is going away
 	sess   protocol.Session
 	ctrl   protocol.Stream // the control stream; its end is the session's
+	// token is the token_sha256 the agent authenticated with.
+	token [sha256.Size]byte
 	// streams counts the session's open streams, shared by its routes.
 	streams *atomic.Int64
 	// updates: the agent takes route updates on the live session.
@@ -65,17 +67,29 @@ func (s *Server) serveSession(ctx context.Context, sess protocol.Session) {
 		// Welcomed as the relay began to stop: drain did not see it.
 		ts.goAway <- "relay shutting down"
 	}
-	if ts.gen != s.gen.Load() {
-		// A reload ran while the session was welcomed; it did not see it.
-		s.reloadMu.Lock()
-		ts.dropUnwanted()
-		ts.reconcile(0)
-		s.reloadMu.Unlock()
+	if ts.gen != s.gen.Load() && !s.catchUp(ts) {
+		return
 	}
 	if err := ts.run(ctx); err != nil {
 		ts.log.Info("agent session ended", "reason", err)
 	}
 	ts.log.Info("agent disconnected")
+}
+
+// catchUp applies to a session the reloads that ran while it was welcomed,
+// which did not see it; it reports whether the session goes on. One that
+// authenticated under a grant a reload removed, or whose token it changed,
+// ends.
+func (s *Server) catchUp(ts *tunnelSession) bool {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	if reason := ts.revoked(); reason != "" {
+		ts.end(reason)
+		return false
+	}
+	ts.dropUnwanted()
+	ts.reconcile(0)
+	return true
 }
 
 // authenticatedSession is a session whose transport holds back the buffers
@@ -164,6 +178,8 @@ func (s *Server) handshake(ctx context.Context, sess protocol.Session, log *slog
 		return nil
 	}
 	defer protocol.GuardHandshake(ctx, ctrl)()
+	// Before authenticating: a reload from here on is caught up with (catchUp).
+	gen := s.gen.Load()
 	hello, grant := s.readHello(ctrl, sess, log)
 	if grant == nil {
 		ctrl.Close()
@@ -174,7 +190,6 @@ func (s *Server) handshake(ctx context.Context, sess protocol.Session, log *slog
 	}
 	sessionID := newSessionID()
 	log = log.With("agent", grant.Name, "session", sessionID)
-	gen := s.gen.Load()
 	streams := new(atomic.Int64) // the session's open streams, for picking among replicas
 	routes, welcome := s.publish(grant, sess, streams, hello, log)
 	welcome.SessionID = sessionID
@@ -189,7 +204,7 @@ func (s *Server) handshake(ctx context.Context, sess protocol.Session, log *slog
 	}
 	log.Info("agent connected", "routes", hosts)
 	return &tunnelSession{srv: s, log: log, agent: grant.Name, id: sessionID, since: time.Now(),
-		goAway: make(chan string, 1), sess: sess, ctrl: ctrl, streams: streams,
+		goAway: make(chan string, 1), sess: sess, ctrl: ctrl, token: grant.TokenSHA256, streams: streams,
 		updates: slices.Contains(welcome.Features, protocol.FeatureRouteUpdates),
 		out:     make(chan protocol.Message, 4), gen: gen,
 		routes: routes, requested: hello.Routes}
