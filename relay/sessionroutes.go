@@ -41,7 +41,7 @@ func (t *tunnelSession) revoked() string {
 // end ends the session: its agent's grant is gone or changed.
 func (t *tunnelSession) end(reason string) {
 	t.log.Warn("ending agent session", "reason", reason)
-	t.unpublish()
+	t.leave()
 	t.sess.Close()
 }
 

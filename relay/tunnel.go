@@ -46,7 +46,7 @@ type tunnelSession struct {
 	mu        sync.Mutex
 	routes    []*route         // guarded by mu; published for this session
 	requested []protocol.Route // guarded by mu; what the agent asks for
-	leaving   bool             // guarded by mu; the agent said it is going away
+	leaving   bool             // guarded by mu; the session is ending, or its agent going away
 	dirty     bool             // guarded by mu; routes changed since the agent was told
 }
 
@@ -103,7 +103,7 @@ type authenticatedSession interface {
 // ends or ctx does; it then closes the session, unpublishes its routes, and
 // returns why the heartbeat ended (nil when ctx did).
 func (t *tunnelSession) run(ctx context.Context) error {
-	defer t.unpublish() // once the session is closed and its heartbeat over
+	defer t.leave() // once the session is closed and its heartbeat over
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var g errgroup.Group
@@ -115,10 +115,7 @@ func (t *tunnelSession) run(ctx context.Context) error {
 				// The agent is stopping: new requests go to its replicas (or
 				// get the agent-offline page); its streams finish here.
 				t.log.Info("agent going away", "reason", reason)
-				t.mu.Lock()
-				t.leaving = true
-				t.mu.Unlock()
-				t.unpublish()
+				t.leave()
 			},
 			Out:    t.out,
 			Handle: t.handle,
@@ -151,6 +148,15 @@ func (t *tunnelSession) published() []*route {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return slices.Clone(t.routes)
+}
+
+// leave unpublishes the session's routes for good: no reload or route
+// request publishes any on it again.
+func (t *tunnelSession) leave() {
+	t.mu.Lock()
+	t.leaving = true
+	t.mu.Unlock()
+	t.unpublish()
 }
 
 // unpublish removes the session's routes; other sessions serving the same

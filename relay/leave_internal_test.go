@@ -1,0 +1,60 @@
+package relay
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"testing/synctest"
+
+	"github.com/burrow-tunnel/burrow/protocol"
+)
+
+// pauseHandler holds the goroutine that logs msg until release is closed.
+type pauseHandler struct {
+	slog.Handler
+	msg     string
+	paused  chan struct{}
+	release chan struct{}
+}
+
+func (h *pauseHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		close(h.paused)
+		<-h.release
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h *pauseHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	c := *h
+	c.Handler = h.Handler.WithAttrs(as)
+	return &c
+}
+
+// A reload that grants a session's agent a host once the session has ended,
+// and before it is gone from the live sessions, publishes nothing on it: a
+// route left on a dead session would hold its host against every other
+// agent until the relay restarts.
+func TestReloadPublishesNothingOnEndedSession(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := sessionServer(t)
+		cfg := reloadable(t, s, "nas.test")
+		pause := &pauseHandler{Handler: s.log.Handler(), msg: "agent session ended", paused: make(chan struct{}), release: make(chan struct{})}
+		s.log = slog.New(pause)
+		agentSide, done := serve(t.Context(), s)
+		agentWithUpdates(t, agentSide, []string{protocol.FeatureRouteUpdates}, "nas.test", "extra.test")
+		synctest.Wait()
+		agentSide.Close()
+		<-pause.paused // the session has ended and unpublished its routes
+
+		cfg.Agents[0].Hosts = []string{"nas.test", "extra.test"}
+		if err := s.Reload(cfg); err != nil {
+			t.Fatal(err)
+		}
+		close(pause.release)
+		<-done
+		if rt := s.reg.lookup("extra.test", "/"); rt != nil {
+			t.Errorf("extra.test published on session %p after it ended", rt.session)
+		}
+	})
+}
