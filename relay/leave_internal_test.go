@@ -58,3 +58,26 @@ func TestReloadPublishesNothingOnEndedSession(t *testing.T) {
 		}
 	})
 }
+
+// A session welcomed as the relay begins to stop may be told so twice:
+// by drain, which saw it among the live sessions, and by its own check of
+// draining. The second notice must not block its serveSession, which the
+// relay's shutdown waits for.
+func TestGoingAwayTwice(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ts := &tunnelSession{goAway: make(chan string, 1)}
+		said := make(chan struct{})
+		go func() {
+			defer close(said)
+			ts.goingAway("relay shutting down") // drain
+			ts.goingAway("relay shutting down") // serveSession
+		}()
+		synctest.Wait()
+		select {
+		case <-said:
+		default:
+			t.Fatal("the second going-away notice blocks")
+		}
+		<-ts.goAway
+	})
+}

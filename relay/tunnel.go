@@ -64,8 +64,8 @@ func (s *Server) serveSession(ctx context.Context, sess protocol.Session) {
 	defer live.Dec()
 	defer s.live.Add(ts)()
 	if s.draining != nil && s.draining.Err() != nil {
-		// Welcomed as the relay began to stop: drain did not see it.
-		ts.goAway <- "relay shutting down"
+		// Welcomed as the relay began to stop: drain may not have seen it.
+		ts.goingAway("relay shutting down")
 	}
 	if ts.gen != s.gen.Load() && !s.catchUp(ts) {
 		return
@@ -74,6 +74,16 @@ func (s *Server) serveSession(ctx context.Context, sess protocol.Session) {
 		ts.log.Info("agent session ended", "reason", err)
 	}
 	ts.log.Info("agent disconnected")
+}
+
+// goingAway tells the agent that the relay is going away. It never blocks:
+// drain and a session welcomed as drain began may both say it, and the
+// first one said is enough.
+func (t *tunnelSession) goingAway(reason string) {
+	select {
+	case t.goAway <- reason:
+	default:
+	}
 }
 
 // catchUp applies to a session the reloads that ran while it was welcomed,
