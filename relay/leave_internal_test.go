@@ -2,9 +2,11 @@ package relay
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/burrow-tunnel/burrow/protocol"
 )
@@ -80,4 +82,51 @@ func TestGoingAwayTwice(t *testing.T) {
 		}
 		<-ts.goAway
 	})
+}
+
+// The relay's work for a route request grows with the routes asked for and
+// published, not with their product: an agent may send as many requests,
+// each as large as a control message holds, as it likes. A request for n
+// routes, all published already, takes less time than n*n/4 checks of a
+// route would.
+func TestRouteRequestCostIsLinear(t *testing.T) {
+	const n = 800
+	s := sessionServer(t)
+	reloadable(t, s, "nas.test")
+	s.log = slog.New(slog.DiscardHandler)
+	agentSide, done := serve(t.Context(), s)
+	defer func() { agentSide.Close(); <-done }()
+	out, updates := agentWithUpdates(t, agentSide, []string{protocol.FeatureRouteUpdates}, "nas.test")
+	var req []protocol.Route
+	for i := range n {
+		req = append(req, protocol.Route{Host: "nas.test", Prefix: fmt.Sprintf("/p%d", i)})
+	}
+	best := func(f func()) time.Duration {
+		d := time.Duration(1 << 62)
+		for range 3 {
+			start := time.Now()
+			f()
+			d = min(d, time.Since(start))
+		}
+		return d
+	}
+	seq := uint64(0)
+	ask := func() {
+		seq++
+		out <- protocol.Message{Type: protocol.MsgRoutes, Body: &protocol.RouteRequest{Seq: seq, Routes: req}}
+		if u := <-updates; len(u.Accepted) != n {
+			t.Fatalf("%d of %d routes accepted", len(u.Accepted), n)
+		}
+	}
+	ask() // publishes them
+	request := best(ask)
+	g := s.grantNamed("nas")
+	checks := best(func() {
+		for i := range n * n / 4 {
+			s.checkRoute(g, req[i%n])
+		}
+	})
+	if request > checks {
+		t.Errorf("a request for %d published routes takes %v, more than %d route checks (%v)", n, request, n*n/4, checks)
+	}
 }

@@ -2,7 +2,6 @@ package relay
 
 import (
 	"fmt"
-	"slices"
 
 	"github.com/burrow-tunnel/burrow/protocol"
 )
@@ -54,13 +53,18 @@ func (t *tunnelSession) dropUnwanted() {
 		return
 	}
 	g := t.srv.grantNamed(t.agent)
+	var wanted map[[2]string]bool
+	if g != nil {
+		wanted = t.wantedLocked(g)
+	}
 	var keep, gone []*route
 	for _, rt := range t.routes {
-		reason := "the agent no longer asks for it"
-		if g == nil {
+		reason := ""
+		switch {
+		case g == nil:
 			reason = "the agent is no longer in the relay's config"
-		} else if t.asksFor(g, rt.host, rt.prefix) {
-			reason = ""
+		case !wanted[[2]string{rt.host, rt.prefix}]:
+			reason = "the agent no longer asks for it"
 			if _, _, why := t.srv.checkRoute(g, protocol.Route{Host: rt.host, Prefix: rt.prefix}); why != "" {
 				reason = why
 			}
@@ -80,15 +84,18 @@ func (t *tunnelSession) dropUnwanted() {
 	t.routes, t.dirty = keep, true
 }
 
-// asksFor reports whether the agent asks for host and prefix; t.mu is held.
-func (t *tunnelSession) asksFor(g *AgentGrant, host, prefix string) bool {
+// wantedLocked is the set of routes, host and prefix normalised, that the
+// agent asks for and g lets it have; t.mu is held. Built once, it keeps a
+// change linear in the routes asked for and published: an agent may ask
+// for as many as a control message holds, as often as it likes.
+func (t *tunnelSession) wantedLocked(g *AgentGrant) map[[2]string]bool {
+	wanted := make(map[[2]string]bool, len(t.requested))
 	for _, want := range t.requested {
-		h, p, reason := t.srv.checkRoute(g, want)
-		if reason == "" && h == host && p == prefix {
-			return true
+		if h, p, reason := t.srv.checkRoute(g, want); reason == "" {
+			wanted[[2]string{h, p}] = true
 		}
 	}
-	return false
+	return wanted
 }
 
 // reconcile publishes what the agent asks for and may have and is not yet
@@ -106,15 +113,20 @@ func (t *tunnelSession) reconcile(seq uint64) {
 		t.mu.Unlock()
 		return
 	}
+	published := make(map[[2]string]bool, len(t.routes))
+	for _, rt := range t.routes {
+		published[[2]string{rt.host, rt.prefix}] = true
+	}
 	var refused []protocol.RefusedRoute
 	for _, want := range t.requested {
 		host, prefix, reason := t.srv.checkRoute(g, want)
-		if reason == "" && slices.ContainsFunc(t.routes, func(rt *route) bool { return rt.host == host && rt.prefix == prefix }) {
+		if reason == "" && published[[2]string{host, prefix}] {
 			continue
 		}
 		if reason == "" {
 			rt, _, owner, ok := t.srv.reg.add(t.agent, t.sess, t.streams, host, prefix)
 			if ok {
+				published[[2]string{host, prefix}] = true
 				t.routes, t.dirty = append(t.routes, rt), true
 				t.log.Info("route published", "host", host, "prefix", prefix)
 				continue
