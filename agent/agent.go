@@ -138,7 +138,7 @@ func normPrefix(p string) string {
 // DryRun asks the relay which routes it would accept and their public URLs,
 // without publishing anything (a running agent keeps its routes).
 func (a *Agent) DryRun(ctx context.Context) (*protocol.Welcome, error) {
-	targets, err := a.targets(ctx)
+	targets, _, err := a.targets(ctx)
 	if err != nil {
 		return nil, err
 	}

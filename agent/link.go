@@ -39,9 +39,9 @@ func (t target) name() string {
 	return t.relay + "@" + t.addr
 }
 
-// targets resolves the configured relays to the addresses to keep sessions to.
-func (a *Agent) targets(ctx context.Context) ([]target, error) {
-	var out []target
+// targets resolves the configured relays to the addresses to keep sessions
+// to; unresolved are the relays whose names did not resolve this time.
+func (a *Agent) targets(ctx context.Context) (out []target, unresolved []string, err error) {
 	var errs []error
 	for _, relay := range a.cfg.relayList() {
 		host, port, err := net.SplitHostPort(relay)
@@ -56,8 +56,12 @@ func (a *Agent) targets(ctx context.Context) ([]target, error) {
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		ips, err := a.resolve(rctx, host)
 		cancel()
-		if err != nil || len(ips) == 0 {
-			errs = append(errs, fmt.Errorf("resolve relay %s: %w", host, errors.Join(err, errors.New("no address"))))
+		if err == nil && len(ips) == 0 {
+			err = errors.New("no address")
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("resolve relay %s: %w", host, err))
+			unresolved = append(unresolved, relay)
 			continue
 		}
 		var v4, v6 []netip.Addr
@@ -77,12 +81,12 @@ func (a *Agent) targets(ctx context.Context) ([]target, error) {
 		}
 	}
 	if len(out) == 0 {
-		return nil, errors.Join(errs...)
+		return nil, unresolved, errors.Join(errs...)
 	}
 	for _, err := range errs {
-		a.log.Warn("relay not resolved; keeping sessions to the others", "err", err)
+		a.log.Warn("relay not resolved; keeping its sessions and those to the others", "err", err)
 	}
-	return out, nil
+	return out, unresolved, nil
 }
 
 // defaultResolve looks host up in the system's resolver.
@@ -94,6 +98,7 @@ func defaultResolve(ctx context.Context, host string) ([]netip.Addr, error) {
 // ends, resolving the relays again every relay_refresh.
 func (a *Agent) runLinks(ctx context.Context, sessions *errgroup.Group) {
 	type running struct {
+		relay  string // as configured
 		cancel context.CancelFunc
 		done   chan struct{}
 	}
@@ -109,7 +114,7 @@ func (a *Agent) runLinks(ctx context.Context, sessions *errgroup.Group) {
 	refresh := time.NewTicker(a.cfg.refresh())
 	defer refresh.Stop()
 	for {
-		targets, err := a.targets(ctx)
+		targets, unresolved, err := a.targets(ctx)
 		if err != nil {
 			a.log.Warn("no relay address: trying again", "err", err, "retry_in", a.cfg.refresh())
 		}
@@ -125,7 +130,7 @@ func (a *Agent) runLinks(ctx context.Context, sessions *errgroup.Group) {
 					a.log.Info("new relay address: connecting to it too", "relay", t.name())
 				}
 				lctx, cancel := context.WithCancel(ctx)
-				r := &running{cancel: cancel, done: make(chan struct{})}
+				r := &running{relay: t.relay, cancel: cancel, done: make(chan struct{})}
 				links[key] = r
 				l := a.newLink(t, slot)
 				wg.Go(func() {
@@ -137,7 +142,9 @@ func (a *Agent) runLinks(ctx context.Context, sessions *errgroup.Group) {
 		}
 		if err == nil {
 			for key, r := range links {
-				if !want[key] {
+				// A name that did not resolve this time (a resolver timing
+				// out) has not left DNS: its links stay.
+				if !want[key] && !slices.Contains(unresolved, r.relay) {
 					a.log.Info("relay address gone from DNS: leaving it", "link", key)
 					r.cancel()
 					delete(links, key)

@@ -145,6 +145,9 @@ func (a *Agent) askAll(rc *routeConfig, sessions []*session) {
 // from the ones in force.
 func (a *Agent) restartKeys(next *Config) []string {
 	var keys []string
+	if !slices.Equal(a.cfg.relayList(), next.relayList()) {
+		keys = append(keys, "relay") // Relay and Relays, untagged: agent.yaml's relay is either
+	}
 	cur, nv := reflect.ValueOf(a.cfg), reflect.ValueOf(*next)
 	for i := range cur.NumField() {
 		f := cur.Type().Field(i)

@@ -256,6 +256,7 @@ func (c *Config) Validate() error {
 		"limits.stalled_client": int64(c.Limits.StalledClient), "limits.response_header": int64(c.Limits.ResponseHeader),
 		"limits.streams_per_client": int64(c.Limits.StreamsPerClient),
 		"limits.session_memory_mib": int64(c.Limits.SessionMemoryMiB), "limits.handshakes_per_minute": int64(c.Limits.HandshakesPerMinute),
+		"limits.memory_mib": int64(c.Limits.MemoryMiB),
 	} {
 		if v < 0 {
 			add(key, "must not be negative (0 turns the limit off)")

@@ -199,10 +199,7 @@ func (s *Server) drain(sessions *sync.WaitGroup) []error {
 	s.log.Info("relay stopping: finishing the requests in flight", "grace", grace)
 	errs := []error{s.tunnel.Close()}
 	for _, ts := range s.live.Items() {
-		select {
-		case ts.goAway <- "relay shutting down":
-		default:
-		}
+		ts.goingAway("relay shutting down")
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()

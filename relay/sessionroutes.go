@@ -25,10 +25,24 @@ func (s *Server) grantNamed(name string) *AgentGrant {
 	return nil
 }
 
+// revoked says why the session may no longer live, or "": its agent was
+// removed from the config in force, or authenticated with a token it no
+// longer has.
+func (t *tunnelSession) revoked() string {
+	g := t.srv.grantNamed(t.agent)
+	switch {
+	case g == nil:
+		return "it was removed from the relay's config"
+	case g.TokenSHA256 != t.token:
+		return "its token_sha256 changed in the relay's config"
+	}
+	return ""
+}
+
 // end ends the session: its agent's grant is gone or changed.
 func (t *tunnelSession) end(reason string) {
 	t.log.Warn("ending agent session", "reason", reason)
-	t.unpublish()
+	t.leave()
 	t.sess.Close()
 }
 
@@ -41,13 +55,18 @@ func (t *tunnelSession) dropUnwanted() {
 		return
 	}
 	g := t.srv.grantNamed(t.agent)
+	var wanted map[[2]string]bool
+	if g != nil {
+		wanted = t.wantedLocked(g)
+	}
 	var keep, gone []*route
 	for _, rt := range t.routes {
-		reason := "the agent no longer asks for it"
-		if g == nil {
+		reason := ""
+		switch {
+		case g == nil:
 			reason = "the agent is no longer in the relay's config"
-		} else if t.asksFor(g, rt.host, rt.prefix) {
-			reason = ""
+		case !wanted[[2]string{rt.host, rt.prefix}]:
+			reason = "the agent no longer asks for it"
 			if _, _, why := t.srv.checkRoute(g, protocol.Route{Host: rt.host, Prefix: rt.prefix}); why != "" {
 				reason = why
 			}
@@ -67,15 +86,18 @@ func (t *tunnelSession) dropUnwanted() {
 	t.routes, t.dirty = keep, true
 }
 
-// asksFor reports whether the agent asks for host and prefix; t.mu is held.
-func (t *tunnelSession) asksFor(g *AgentGrant, host, prefix string) bool {
+// wantedLocked is the set of routes, host and prefix normalised, that the
+// agent asks for and g lets it have; t.mu is held. Built once, it keeps a
+// change linear in the routes asked for and published: an agent may ask
+// for as many as a control message holds, as often as it likes.
+func (t *tunnelSession) wantedLocked(g *AgentGrant) map[[2]string]bool {
+	wanted := make(map[[2]string]bool, len(t.requested))
 	for _, want := range t.requested {
-		h, p, reason := t.srv.checkRoute(g, want)
-		if reason == "" && h == host && p == prefix {
-			return true
+		if h, p, reason := t.srv.checkRoute(g, want); reason == "" {
+			wanted[[2]string{h, p}] = true
 		}
 	}
-	return false
+	return wanted
 }
 
 // reconcile publishes what the agent asks for and may have and is not yet
@@ -93,6 +115,10 @@ func (t *tunnelSession) reconcile(seq uint64) {
 		t.mu.Unlock()
 		return
 	}
+	published := make(map[[2]string]bool, len(t.routes))
+	for _, rt := range t.routes {
+		published[[2]string{rt.host, rt.prefix}] = true
+	}
 	var refused []protocol.RefusedRoute
 	for _, want := range t.requested {
 		host, prefix, reason := t.srv.checkRoute(g, want)
@@ -100,7 +126,8 @@ func (t *tunnelSession) reconcile(seq uint64) {
 		if reason == "" {
 			guard, reason = t.srv.guardFor(host, prefix, want.Access)
 		}
-		if i := slices.IndexFunc(t.routes, func(rt *route) bool { return rt.host == host && rt.prefix == prefix }); i >= 0 {
+		if published[[2]string{host, prefix}] {
+			i := slices.IndexFunc(t.routes, func(rt *route) bool { return rt.host == host && rt.prefix == prefix })
 			if reason == "" {
 				// Kept, with its streams; its policy may have changed.
 				t.routes[i].access.Store(guard)
@@ -110,10 +137,12 @@ func (t *tunnelSession) reconcile(seq uint64) {
 			t.srv.reg.remove(t.routes[i : i+1])
 			t.dropIdle(t.routes[i : i+1])
 			t.routes, t.dirty = slices.Delete(t.routes, i, i+1), true
+			delete(published, [2]string{host, prefix})
 		}
 		if reason == "" {
 			rt, _, owner, ok := t.srv.reg.add(t.agent, t.sess, t.streams, host, prefix, guard)
 			if ok {
+				published[[2]string{host, prefix}] = true
 				t.routes, t.dirty = append(t.routes, rt), true
 				t.log.Info("route published", "host", host, "prefix", prefix)
 				continue

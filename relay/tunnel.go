@@ -35,6 +35,8 @@ type tunnelSession struct {
 	goAway chan string // a reason here tells the agent the relay is going away
 	sess   protocol.Session
 	ctrl   protocol.Stream // the control stream; its end is the session's
+	// token is the token_sha256 the agent authenticated with.
+	token [sha256.Size]byte
 	// streams counts the session's open streams, shared by its routes.
 	streams *atomic.Int64
 	// updates: the agent takes route updates on the live session.
@@ -45,7 +47,7 @@ type tunnelSession struct {
 	mu        sync.Mutex
 	routes    []*route         // guarded by mu; published for this session
 	requested []protocol.Route // guarded by mu; what the agent asks for
-	leaving   bool             // guarded by mu; the agent said it is going away
+	leaving   bool             // guarded by mu; the session is ending, or its agent going away
 	dirty     bool             // guarded by mu; routes changed since the agent was told
 }
 
@@ -63,20 +65,42 @@ func (s *Server) serveSession(ctx context.Context, sess protocol.Session) {
 	defer live.Dec()
 	defer s.live.Add(ts)()
 	if s.draining != nil && s.draining.Err() != nil {
-		// Welcomed as the relay began to stop: drain did not see it.
-		ts.goAway <- "relay shutting down"
+		// Welcomed as the relay began to stop: drain may not have seen it.
+		ts.goingAway("relay shutting down")
 	}
-	if ts.gen != s.gen.Load() {
-		// A reload ran while the session was welcomed; it did not see it.
-		s.reloadMu.Lock()
-		ts.dropUnwanted()
-		ts.reconcile(0)
-		s.reloadMu.Unlock()
+	if ts.gen != s.gen.Load() && !s.catchUp(ts) {
+		return
 	}
 	if err := ts.run(ctx); err != nil {
 		ts.log.Info("agent session ended", "reason", err)
 	}
 	ts.log.Info("agent disconnected")
+}
+
+// goingAway tells the agent that the relay is going away. It never blocks:
+// drain and a session welcomed as drain began may both say it, and the
+// first one said is enough.
+func (t *tunnelSession) goingAway(reason string) {
+	select {
+	case t.goAway <- reason:
+	default:
+	}
+}
+
+// catchUp applies to a session the reloads that ran while it was welcomed,
+// which did not see it; it reports whether the session goes on. One that
+// authenticated under a grant a reload removed, or whose token it changed,
+// ends.
+func (s *Server) catchUp(ts *tunnelSession) bool {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	if reason := ts.revoked(); reason != "" {
+		ts.end(reason)
+		return false
+	}
+	ts.dropUnwanted()
+	ts.reconcile(0)
+	return true
 }
 
 // authenticatedSession is a session whose transport holds back the buffers
@@ -90,7 +114,7 @@ type authenticatedSession interface {
 // ends or ctx does; it then closes the session, unpublishes its routes, and
 // returns why the heartbeat ended (nil when ctx did).
 func (t *tunnelSession) run(ctx context.Context) error {
-	defer t.unpublish() // once the session is closed and its heartbeat over
+	defer t.leave() // once the session is closed and its heartbeat over
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var g errgroup.Group
@@ -102,10 +126,7 @@ func (t *tunnelSession) run(ctx context.Context) error {
 				// The agent is stopping: new requests go to its replicas (or
 				// get the agent-offline page); its streams finish here.
 				t.log.Info("agent going away", "reason", reason)
-				t.mu.Lock()
-				t.leaving = true
-				t.mu.Unlock()
-				t.unpublish()
+				t.leave()
 			},
 			Out:    t.out,
 			Handle: t.handle,
@@ -140,6 +161,15 @@ func (t *tunnelSession) published() []*route {
 	return slices.Clone(t.routes)
 }
 
+// leave unpublishes the session's routes for good: no reload or route
+// request publishes any on it again.
+func (t *tunnelSession) leave() {
+	t.mu.Lock()
+	t.leaving = true
+	t.mu.Unlock()
+	t.unpublish()
+}
+
 // unpublish removes the session's routes; other sessions serving the same
 // routes (replicas) keep serving them.
 func (t *tunnelSession) unpublish() {
@@ -165,6 +195,8 @@ func (s *Server) handshake(ctx context.Context, sess protocol.Session, log *slog
 		return nil
 	}
 	defer protocol.GuardHandshake(ctx, ctrl)()
+	// Before authenticating: a reload from here on is caught up with (catchUp).
+	gen := s.gen.Load()
 	hello, grant := s.readHello(ctrl, sess, log)
 	if grant == nil {
 		ctrl.Close()
@@ -175,7 +207,6 @@ func (s *Server) handshake(ctx context.Context, sess protocol.Session, log *slog
 	}
 	sessionID := newSessionID()
 	log = log.With("agent", grant.Name, "session", sessionID)
-	gen := s.gen.Load()
 	streams := new(atomic.Int64) // the session's open streams, for picking among replicas
 	routes, welcome := s.publish(grant, sess, streams, hello, log)
 	welcome.SessionID = sessionID
@@ -190,7 +221,7 @@ func (s *Server) handshake(ctx context.Context, sess protocol.Session, log *slog
 	}
 	log.Info("agent connected", "routes", hosts)
 	return &tunnelSession{srv: s, log: log, agent: grant.Name, id: sessionID, since: time.Now(),
-		goAway: make(chan string, 1), sess: sess, ctrl: ctrl, streams: streams,
+		goAway: make(chan string, 1), sess: sess, ctrl: ctrl, token: grant.TokenSHA256, streams: streams,
 		updates: slices.Contains(welcome.Features, protocol.FeatureRouteUpdates),
 		out:     make(chan protocol.Message, 4), gen: gen,
 		routes: routes, requested: hello.Routes}

@@ -62,6 +62,7 @@ func TestConfigErrorsNameFileAndKey(t *testing.T) {
 		{"map expected", "state_dir: /tmp/x\ntunnel: ':7835'\n", true, []string{"tunnel:"}},
 		{"empty hash", "state_dir: /tmp/x\nagents:\n  - name: nas\n    token_sha256: ''\n    hosts: [a.b]\n", true, []string{"agents[0].token_sha256: is required"}},
 		{"not yaml", "relay: [\n", false, []string{"yaml"}},
+		{"negative memory budget", "state_dir: /tmp/x\nlimits:\n  memory_mib: -1\n", true, []string{"limits.memory_mib:", "negative"}},
 		{"redis address", "state_dir: /tmp/x\ntls:\n  acme:\n    ca: https://ca.example/dir\n  storage:\n    redis:\n      address: localhost\n", true, []string{"tls.storage.redis.address:", "host:port"}},
 		{"redis without acme", "state_dir: /tmp/x\ntls:\n  storage:\n    redis:\n      address: 127.0.0.1:6379\n", true, []string{"tls.storage.redis:", "tls.acme.ca"}},
 		{"redis password without address", "state_dir: /tmp/x\ntls:\n  acme:\n    ca: https://ca.example/dir\n  storage:\n    redis:\n      password_file: /etc/burrow/redis.pass\n", true, []string{"tls.storage.redis.address: is required"}},
