@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/burrow-tunnel/burrow/internal/admin"
+	"github.com/burrow-tunnel/burrow/protocol"
 
 	"github.com/burrow-tunnel/burrow/internal/config"
 )
@@ -127,6 +128,8 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Routes) == 0 {
 		add("routes", "needs at least one route")
+	} else if len(c.Routes) > protocol.MaxRoutes {
+		add("routes", "has %d routes; an agent may publish at most %d (run a second agent for more)", len(c.Routes), protocol.MaxRoutes)
 	}
 	for i, r := range c.Routes {
 		key := fmt.Sprintf("routes[%d]", i)

@@ -248,15 +248,20 @@ func (l *link) serve(ctx context.Context, sessions *errgroup.Group) error {
 	ended := make(chan error, 1)
 	sessions.Go(func() error {
 		defer a.live.Add(s)()
-		if rc := a.rc.Load(); rc != s.asked.Load().rc {
-			// A reload ran while the session was welcomed; it did not see it.
-			a.reloadMu.Lock()
-			a.askAll(rc, []*session{s})
-			a.reloadMu.Unlock()
-		}
 		ended <- s.run(ctx)
 		return nil
 	})
+	if rc := a.rc.Load(); rc != s.asked.Load().rc {
+		// A reload ran while the session was welcomed; it did not see it.
+		// Beside the session, whose heartbeat must not wait on the login
+		// checks the reload may be running.
+		sessions.Go(func() error {
+			a.reloadMu.Lock()
+			defer a.reloadMu.Unlock()
+			a.askAll(a.rc.Load(), []*session{s})
+			return nil
+		})
+	}
 	select {
 	case err := <-ended:
 		return err

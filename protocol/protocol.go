@@ -45,6 +45,11 @@ const ALPN = "burrow/1"
 // MaxMessageSize caps one control message body.
 const MaxMessageSize = 64 << 10
 
+// MaxRoutes is the most routes one session may ask for, so that the Welcome
+// or RouteUpdate that lists them, with their public URLs, fits in
+// MaxMessageSize.
+const MaxRoutes = 64
+
 // Errors that callers classify with errors.Is.
 var (
 	// ErrMessageTooLarge means a control frame announced a body above MaxMessageSize.

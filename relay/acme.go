@@ -243,8 +243,9 @@ func hostPort(a net.Addr) (string, int) {
 }
 
 // allowOnDemand lets certmagic ask the CA for a name only while a connected
-// agent serves it. Exact grants never come here (they are managed), so this
-// covers the names under wildcard grants.
+// agent serves it. The exact grants of the config the relay started with are
+// managed and never come here; this covers the names under wildcard grants
+// and exact grants a reload added.
 func (s *Server) allowOnDemand(_ context.Context, name string) error {
 	if !s.granted(name) || !s.reg.hasHost(name) {
 		s.log.Debug("no certificate for unserved name", "server_name", name)

@@ -36,7 +36,10 @@ func (s *Server) certificates() []CertStatus {
 			}
 		}
 		if p.cache != nil {
-			names := s.reg.hosts()
+			var names []string
+			if s.cfg.Public.HTTPS != "" {
+				names = s.reg.hosts() // certificates on demand for published hosts
+			}
 			for n := range p.names {
 				names = append(names, n)
 			}

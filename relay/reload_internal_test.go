@@ -166,3 +166,43 @@ func TestReloadEndsSessionWithoutUpdates(t *testing.T) {
 		<-done
 	})
 }
+
+// A route request for more than protocol.MaxRoutes routes, or route
+// requests faster than the relay takes them, end the session.
+func TestRouteRequestBounds(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		requests int
+		routes   int
+	}{{"too many routes", 1, protocol.MaxRoutes + 1}, {"too fast", routeRequestBurst + 2, 1}} {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				s := sessionServer(t)
+				reloadable(t, s, "nas.test")
+				agentSide, done := serve(t.Context(), s)
+				defer agentSide.Close()
+				out, updates := agentWithUpdates(t, agentSide, []string{protocol.FeatureRouteUpdates}, "nas.test")
+				go func() {
+					for {
+						select {
+						case <-updates:
+						case <-t.Context().Done():
+							return
+						}
+					}
+				}()
+				var routes []protocol.Route
+				for i := range c.routes {
+					routes = append(routes, protocol.Route{Host: "nas.test", Prefix: "/p" + string(rune('a'+i%26)) + string(rune('a'+i/26))})
+				}
+				for seq := range c.requests {
+					select {
+					case out <- protocol.Message{Type: protocol.MsgRoutes, Body: &protocol.RouteRequest{Seq: uint64(seq + 1), Routes: routes}}:
+					case <-done:
+					}
+				}
+				<-done
+			})
+		})
+	}
+}

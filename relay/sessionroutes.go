@@ -14,6 +14,13 @@ import (
 // agent asks for and may have, unpublishes the rest, and tells the agent
 // (MsgRouteUpdate). Changes run under Server.reloadMu, one at a time.
 
+// An agent's route requests follow its reloads and its services' logins: a
+// burst of them passes, and then one a second; more end the session.
+const (
+	routeRequestRate  = 1
+	routeRequestBurst = 10
+)
+
 // grantNamed is the grant of the agent called name in the config in force, or nil.
 func (s *Server) grantNamed(name string) *AgentGrant {
 	agents := s.current().Agents
@@ -189,6 +196,12 @@ func (t *tunnelSession) handle(mt protocol.MsgType, body []byte) error {
 	req, err := protocol.DecodeRouteRequest(body)
 	if err != nil {
 		return err
+	}
+	if len(req.Routes) > protocol.MaxRoutes {
+		return fmt.Errorf("route request asks for %d routes; a session may have at most %d", len(req.Routes), protocol.MaxRoutes)
+	}
+	if !t.requests.Allow() {
+		return fmt.Errorf("route requests come faster than %v a second", t.requests.Limit())
 	}
 	t.log.Info("agent asks for new routes", "routes", len(req.Routes))
 	t.srv.reloadMu.Lock()

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
 
 	"github.com/burrow-tunnel/burrow/internal/access"
 	"github.com/burrow-tunnel/burrow/protocol"
@@ -40,9 +41,10 @@ type tunnelSession struct {
 	// streams counts the session's open streams, shared by its routes.
 	streams *atomic.Int64
 	// updates: the agent takes route updates on the live session.
-	updates bool
-	out     chan protocol.Message // route updates to send
-	gen     uint64                // the config generation its routes were published under
+	updates  bool
+	requests *rate.Limiter         // the agent's route requests
+	out      chan protocol.Message // route updates to send
+	gen      uint64                // the config generation its routes were published under
 
 	mu        sync.Mutex
 	routes    []*route         // guarded by mu; published for this session
@@ -220,11 +222,15 @@ func (s *Server) handshake(ctx context.Context, sess protocol.Session, log *slog
 		hosts = append(hosts, a.Host+a.Prefix)
 	}
 	log.Info("agent connected", "routes", hosts)
-	return &tunnelSession{srv: s, log: log, agent: grant.Name, id: sessionID, since: time.Now(),
+	return &tunnelSession{
+		srv: s, log: log, agent: grant.Name, id: sessionID, since: time.Now(),
 		goAway: make(chan string, 1), sess: sess, ctrl: ctrl, token: grant.TokenSHA256, streams: streams,
-		updates: slices.Contains(welcome.Features, protocol.FeatureRouteUpdates),
-		out:     make(chan protocol.Message, 4), gen: gen,
-		routes: routes, requested: hello.Routes}
+		updates:  slices.Contains(welcome.Features, protocol.FeatureRouteUpdates),
+		requests: rate.NewLimiter(routeRequestRate, routeRequestBurst),
+		out:      make(chan protocol.Message, 4),
+		gen:      gen,
+		routes:   routes, requested: hello.Routes,
+	}
 }
 
 // readHello reads the agent's hello and authenticates it; a nil grant means
@@ -241,6 +247,11 @@ func (s *Server) readHello(ctrl protocol.Stream, sess protocol.Session, log *slo
 	if hello.Version != protocol.Version {
 		s.logRefused(log, sess, slog.LevelWarn, "agent speaks another protocol version", "agent_version", hello.Version, "relay_version", protocol.Version)
 		s.reject(ctrl, protocol.RejectVersion, fmt.Sprintf("relay speaks protocol version %d, agent sent %d: upgrade the older side", protocol.Version, hello.Version))
+		return nil, nil
+	}
+	if len(hello.Routes) > protocol.MaxRoutes {
+		s.logRefused(log, sess, slog.LevelWarn, "agent asks for too many routes", "routes", len(hello.Routes), "max", protocol.MaxRoutes)
+		s.reject(ctrl, protocol.RejectBadHello, fmt.Sprintf("hello asks for %d routes; a session may have at most %d", len(hello.Routes), protocol.MaxRoutes))
 		return nil, nil
 	}
 	grant := s.authenticate(hello.Token)
