@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/netip"
-	"strings"
 	"testing"
 	"time"
 
@@ -30,8 +29,10 @@ func TestMain(m *testing.M) {
 
 // setup describes one test's relay, agent and origin.
 type setup struct {
-	transport string // quic or tcp; "" is tcp
-	listen    string // the relay's HTTPS address; "" is 127.0.0.1:0
+	transport string        // quic or tcp; "" is tcp
+	listen    string        // the relay's HTTPS address; "" is 127.0.0.1:0
+	host      string        // the route's host; "" is localhost
+	extra     []agent.Route // more routes of the same agent, their hosts granted too
 	trusted   []netip.Prefix
 	origin    origin.Options
 	// access makes the route's policy once the relay's public base URL is known.
@@ -39,7 +40,7 @@ type setup struct {
 }
 
 type env struct {
-	base     string // https://localhost:port/stash
+	base     string // https://host:port/stash
 	client   *http.Client
 	site     *origin.Server
 	rs       *relay.Server
@@ -64,26 +65,33 @@ func start(t *testing.T, s setup) *env {
 	if s.listen == "" {
 		s.listen = "127.0.0.1:0"
 	}
+	if s.host == "" {
+		s.host = "localhost"
+	}
+	hosts := []string{s.host}
+	for _, r := range s.extra {
+		hosts = append(hosts, r.Host)
+	}
 	stateDir := t.TempDir()
 	rs := relaytest.Start(t, relay.Config{
 		Public:         relay.PublicConfig{HTTPS: s.listen},
 		TLS:            relay.TLSConfig{CertFile: certFile, KeyFile: keyFile},
 		TrustedProxies: s.trusted,
 		StateDir:       stateDir,
-		Agents:         []relay.AgentGrant{relaytest.Grant("nas", "tok", "localhost")},
+		Agents:         []relay.AgentGrant{relaytest.Grant("nas", "tok", hosts...)},
 	}, log.With("role", "relay"))
-	base := fmt.Sprintf("https://localhost:%d/stash", rs.HTTPSAddr().(*net.TCPAddr).Port)
+	base := fmt.Sprintf("https://%s:%d/stash", s.host, rs.HTTPSAddr().(*net.TCPAddr).Port)
 	tr := s.transport
 	if tr == "" {
 		tr = agent.TransportTCP
 	}
-	route := agent.Route{Host: "localhost", Prefix: "/stash", Service: "http://" + ln.Addr().String(), AllowUnauthenticated: true}
+	route := agent.Route{Host: s.host, Prefix: "/stash", Service: "http://" + ln.Addr().String(), AllowUnauthenticated: true}
 	if s.access != nil {
 		route.Access = s.access(base)
 	}
 	ag, err := agent.New(agent.Config{
 		Relay: rs.TunnelAddr().String(), RelayFingerprint: rs.TunnelFingerprint(), Token: "tok", Transport: tr,
-		Routes: []agent.Route{route},
+		Routes: append([]agent.Route{route}, s.extra...),
 	}, log.With("role", "agent"))
 	if err != nil {
 		t.Fatal(err)
@@ -117,10 +125,13 @@ func start(t *testing.T, s setup) *env {
 		Jar: jar,
 		Transport: &http.Transport{
 			TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
-			// localhost names the relay's address, IPv4 or IPv6 alike.
+			// Every name is the relay's (localhost, IPv4 or IPv6 alike, and
+			// the routes' hosts); addresses are dialed as they are.
 			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-				if strings.HasPrefix(addr, "localhost:") {
-					addr = hostPort
+				if host, _, err := net.SplitHostPort(addr); err == nil {
+					if _, err := netip.ParseAddr(host); err != nil {
+						addr = hostPort
+					}
 				}
 				return dialer.DialContext(ctx, network, addr)
 			},

@@ -28,6 +28,9 @@ const (
 // Member is the username of the member: the example provider names it after the issuer's host.
 const Member = "test-user@127.0.0.1"
 
+// MemberSubject is the member's sub claim.
+const MemberSubject = "id1"
+
 // Provider is a running OpenID provider.
 type Provider struct {
 	// Issuer is its issuer URL, http://127.0.0.1:port.
@@ -39,7 +42,7 @@ type withGroups struct {
 	*storage.Storage
 }
 
-var groups = map[string][]string{"id1": {MemberGroup}, "id2": {"others"}}
+var groups = map[string][]string{MemberSubject: {MemberGroup}, "id2": {"others"}}
 
 func (s withGroups) SetUserinfoFromToken(ctx context.Context, ui *oidc.UserInfo, tokenID, subject, origin string) error {
 	if err := s.Storage.SetUserinfoFromToken(ctx, ui, tokenID, subject, origin); err != nil {
