@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"net/textproto"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -123,6 +124,15 @@ func Compile(p *protocol.AccessPolicy, host, prefix string, d *Deps) (*Guard, er
 			errs = append(errs, err)
 		} else {
 			g.identity = g.forward.copy
+		}
+	}
+	if g.oidc != nil || g.forward != nil {
+		// Behind a sign-in, no visitor may pass for someone through the
+		// headers gateways use, whether or not this route copies them.
+		for _, h := range identityHeaders {
+			if !slices.Contains(g.identity, h) {
+				g.identity = append(g.identity, h)
+			}
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -292,4 +302,15 @@ func canonicalHeaders(names []string) ([]string, error) {
 		out = append(out, textproto.CanonicalMIMEHeaderKey(n))
 	}
 	return out, nil
+}
+
+// identityHeaders are the headers the common sign-in gateways (Authelia,
+// Authentik, oauth2-proxy) use to name the visitor to a service; the relay
+// drops any a visitor sends on a route behind a sign-in.
+var identityHeaders = []string{
+	"Remote-User", "Remote-Groups", "Remote-Email", "Remote-Name",
+	"X-Auth-Request-User", "X-Auth-Request-Email", "X-Auth-Request-Groups",
+	"X-Auth-Request-Preferred-Username", "X-Auth-Request-Access-Token",
+	"X-Forwarded-User", "X-Forwarded-Email", "X-Forwarded-Groups", "X-Forwarded-Preferred-Username",
+	"X-Authentik-Username", "X-Authentik-Groups", "X-Authentik-Email", "X-Authentik-Name", "X-Authentik-Uid",
 }

@@ -170,7 +170,8 @@ func TestOAuth2Proxy(t *testing.T) {
 				Bypass: agent.BypassAccess{APIKey: true}}
 		},
 	})
-	forged := http.Header{"X-Auth-Request-User": {"admin"}, "X-Auth-Request-Email": {"admin@example.test"}, "X-Auth-Request-Groups": {"admins"}}
+	// Remote-User is not among copy_headers: it is dropped all the same.
+	forged := http.Header{"X-Auth-Request-User": {"admin"}, "X-Auth-Request-Email": {"admin@example.test"}, "X-Auth-Request-Groups": {"admins"}, "Remote-User": {"admin"}}
 	withForged := func(h http.Header) http.Header {
 		h = h.Clone()
 		for k, v := range forged {
@@ -204,7 +205,7 @@ func TestOAuth2Proxy(t *testing.T) {
 	if resp, _ := e.get(t, e.base+"/headers", withForged(http.Header{"ApiKey": {"k"}})); resp.StatusCode != http.StatusOK {
 		t.Fatalf("with an API key: %d", resp.StatusCode)
 	}
-	if got, _ := e.site.Observations().Last("/headers"); got.Header.Get("X-Auth-Request-User") != "" || got.Header.Get("X-Auth-Request-Email") != "" || got.Header.Get("X-Auth-Request-Groups") != "" {
+	if got, _ := e.site.Observations().Last("/headers"); got.Header.Get("X-Auth-Request-User") != "" || got.Header.Get("X-Auth-Request-Email") != "" || got.Header.Get("X-Auth-Request-Groups") != "" || got.Header.Get("Remote-User") != "" {
 		t.Errorf("a request with an API key kept client-sent identity headers: %v", got.Header)
 	}
 
@@ -228,6 +229,9 @@ func TestOAuth2Proxy(t *testing.T) {
 		if got := seen.Header.Values(name); strings.Join(got, "\n") != strings.Join(want, "\n") {
 			t.Errorf("the service saw %s %q, want only oauth2-proxy's %q", name, got, want)
 		}
+	}
+	if got := seen.Header.Values("Remote-User"); len(got) > 0 {
+		t.Errorf("the service saw a forged Remote-User %q", got)
 	}
 
 	// Sign-out is oauth2-proxy's page on its own host; its cookie is gone
