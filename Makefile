@@ -42,10 +42,15 @@ unit:
 release-check:
 	BURROW_RELEASE_CHECK=1 $(GO) test -count=1 -timeout 15m -run '^TestRelease' ./internal/release
 
-# Each fuzz target for a while (the seed corpus already runs in `make unit`).
+# Each fuzz target for a while (the seed corpus already runs in `make unit`);
+# FUZZTIME=2m for longer.
+FUZZTIME ?= 30s
 fuzz:
-	for f in FuzzReadFrame FuzzReadHello FuzzReadAnswer FuzzReadStreamHeader FuzzReadStatus FuzzDecodeRouteRequest FuzzDecodeRouteUpdate; do \
-		$(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=30s ./protocol || exit 1; done
+	@for f in $$(grep -l '^func Fuzz' $$(git ls-files '*_test.go' | grep -v '^third_party/')); do \
+		pkg=./$$(dirname $$f); \
+		for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+			echo "$$pkg $$t"; $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
+		done; done
 
 bench: build
 	command -v nginx >/dev/null && command -v wrk >/dev/null || (apt-get update && apt-get install -y nginx wrk)
