@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -484,15 +485,19 @@ func freePort(t *testing.T, udp bool) int {
 	return freePortOn(t, "127.0.0.1", udp)
 }
 
-// freePortOn returns a port of ip that is free for TCP (and UDP when udp is set).
+// freePortOn returns a port of ip that is free for TCP (and UDP when udp is
+// set). It picks below Linux's ephemeral range (32768 and up by default):
+// a port the kernel handed out for ":0" goes back to the pool the moment it
+// is closed, and the many client connections of tests running beside this
+// one could take it before the relay or agent binds it.
 func freePortOn(t *testing.T, ip string, udp bool) int {
 	t.Helper()
-	for range 50 {
-		ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	for range 200 {
+		port := 20000 + rand.IntN(12000)
+		ln, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
 		if err != nil {
-			t.Fatal(err)
+			continue
 		}
-		port := ln.Addr().(*net.TCPAddr).Port
 		if !udp {
 			ln.Close()
 			return port
@@ -504,7 +509,7 @@ func freePortOn(t *testing.T, ip string, udp bool) int {
 			return port
 		}
 	}
-	t.Fatal("no free port for TCP and UDP")
+	t.Fatalf("no free port of %s in 20000-31999", ip)
 	return 0
 }
 
