@@ -6,8 +6,9 @@
 // itself failed (a download came back short, a scale test saw errors, a relay
 // or agent would not start). Missing tools skip their scenarios with a note.
 //
-//	go run ./cmd/burrow-bench -out BENCH.md          # full run, ~15 minutes
-//	go run ./cmd/burrow-bench -quick -out BENCH.md   # reduced set, < 2 minutes
+//	go run ./cmd/burrow-bench -out BENCH.md          # full run, ~20 minutes
+//	go run ./cmd/burrow-bench -quick -out BENCH.md   # reduced set, < 2 minutes, +30 s for scenario 10
+//	go run ./cmd/burrow-bench -only 10 -out BENCH.md # two relays, one agent, ~5 minutes
 package main
 
 import (
