@@ -123,6 +123,9 @@ func (b *bench) runAll(ctx context.Context) {
 			b.rep.scenarioNote(8, "skipped: network namespaces or TUN unavailable")
 		}
 	}
+	if b.plan.scenarios[10] && ctx.Err() == nil {
+		b.relays(ctx)
+	}
 }
 
 // loopback sets up the four paths on this host's loopback and runs scenarios 1-6.

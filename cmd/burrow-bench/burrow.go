@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -69,51 +70,16 @@ func (b *bench) startBurrow(ctx context.Context, spec pairSpec) (*burrowPair, er
 		relayConf: filepath.Join(dir, "relay.yaml"), agentConf: filepath.Join(dir, "agent.yaml"),
 		relayLog: filepath.Join(dir, "relay.log"), agentLog: filepath.Join(dir, "agent.log"),
 	}
-	relayYAML := fmt.Sprintf(`# Written by burrow-bench.
-tunnel:
-  listen: %q
-public:
-  http: %q
-  redirect_http: false
-state_dir: %q
-admin:
-  listen: "127.0.0.1:0"
-limits:
-  # Every visitor of the bench is one address: its thousands of streams
-  # and WebSockets are the load, not an abuse.
-  streams_per_client: 0
-agents:
-  - name: bench
-    token_sha256: %q
-    hosts: [%q, %q]
-log:
-  level: info
-  format: text
-`, spec.tunnelListen, spec.publicHTTP, filepath.Join(dir, "state"), b.token.SHA256, filesHost, wsHost)
-	if err := os.WriteFile(p.relayConf, []byte(relayYAML), 0o600); err != nil {
+	if err := os.WriteFile(p.relayConf, []byte(b.relayYAML(relayConf{
+		tunnelListen: spec.tunnelListen, publicHTTP: spec.publicHTTP, stateDir: filepath.Join(dir, "state"),
+	})), 0o600); err != nil {
 		return nil, err
 	}
-	out, err := exec.CommandContext(ctx, b.bin, "relay", "fingerprint", "--config", p.relayConf).CombinedOutput()
-	fp := strings.TrimSpace(string(out))
-	if err != nil || !strings.HasPrefix(fp, "sha256:") {
-		return nil, fmt.Errorf("burrow relay fingerprint: %v: %s", err, fp)
+	fp, err := b.fingerprint(ctx, p.relayConf)
+	if err != nil {
+		return nil, err
 	}
-	var routes strings.Builder
-	for _, s := range spec.services {
-		fmt.Fprintf(&routes, "  - host: %q\n    service: %q\n", s[0], s[1])
-	}
-	agentYAML := fmt.Sprintf(`# Written by burrow-bench.
-relay: %q
-relay_fingerprint: %q
-token: %q
-admin:
-  listen: "127.0.0.1:0"
-transport: %q
-log:
-  level: info
-  format: text
-routes:
-%s`, spec.relayAddr, fp, b.token.Token, spec.transport, routes.String())
+	agentYAML := b.agentYAML(agentConf{relays: []string{spec.relayAddr}, fingerprint: fp, transport: spec.transport, services: spec.services})
 	if err := os.WriteFile(p.agentConf, []byte(agentYAML), 0o600); err != nil {
 		return nil, err
 	}
@@ -123,19 +89,106 @@ routes:
 	return p, nil
 }
 
+// relayConf is what a relay.yaml of the bench varies.
+type relayConf struct {
+	tunnelListen, publicHTTP, stateDir string
+	// tunnelCert and tunnelKey are a tunnel identity shared with another
+	// relay; empty, the relay keeps its own in stateDir.
+	tunnelCert, tunnelKey string
+	// noHandshakeLimit lifts limits.handshakes_per_minute, for an agent
+	// that the bench restarts many times a minute.
+	noHandshakeLimit bool
+}
+
+// relayYAML is a relay.yaml granting the bench's agent its two hosts.
+func (b *bench) relayYAML(c relayConf) string {
+	var tunnel, limits string
+	if c.tunnelCert != "" {
+		tunnel = fmt.Sprintf("  cert_file: %q\n  key_file: %q\n", c.tunnelCert, c.tunnelKey)
+	}
+	if c.noHandshakeLimit {
+		limits = "  handshakes_per_minute: 0\n"
+	}
+	return fmt.Sprintf(`# Written by burrow-bench.
+tunnel:
+  listen: %q
+%spublic:
+  http: %q
+  redirect_http: false
+state_dir: %q
+admin:
+  listen: "127.0.0.1:0"
+limits:
+  # Every visitor of the bench is one address: its thousands of streams
+  # and WebSockets are the load, not an abuse.
+  streams_per_client: 0
+%sagents:
+  - name: bench
+    token_sha256: %q
+    hosts: [%q, %q]
+log:
+  level: info
+  format: text
+`, c.tunnelListen, tunnel, c.publicHTTP, c.stateDir, limits, b.token.SHA256, filesHost, wsHost)
+}
+
+// fingerprint asks the binary for the tunnel fingerprint of the relay
+// configured in conf, creating its identity when it has none yet.
+func (b *bench) fingerprint(ctx context.Context, conf string) (string, error) {
+	out, err := exec.CommandContext(ctx, b.bin, "relay", "fingerprint", "--config", conf).CombinedOutput()
+	fp := strings.TrimSpace(string(out))
+	if err != nil || !strings.HasPrefix(fp, "sha256:") {
+		return "", fmt.Errorf("burrow relay fingerprint: %v: %s", err, fp)
+	}
+	return fp, nil
+}
+
+// agentConf is what an agent.yaml of the bench varies.
+type agentConf struct {
+	relays      []string // what the agent dials: one relay, or a list
+	fingerprint string
+	transport   string
+	connections int // connections_per_relay; 0 leaves the default
+	services    [][2]string
+}
+
+// agentYAML is an agent.yaml with a route per service.
+func (b *bench) agentYAML(c agentConf) string {
+	relay := strconv.Quote(c.relays[0])
+	if len(c.relays) > 1 {
+		q := make([]string, len(c.relays))
+		for i, r := range c.relays {
+			q[i] = strconv.Quote(r)
+		}
+		relay = "[" + strings.Join(q, ", ") + "]"
+	}
+	if c.connections > 0 {
+		relay += fmt.Sprintf("\nconnections_per_relay: %d", c.connections)
+	}
+	var routes strings.Builder
+	for _, s := range c.services {
+		fmt.Fprintf(&routes, "  - host: %q\n    service: %q\n", s[0], s[1])
+	}
+	return fmt.Sprintf(`# Written by burrow-bench.
+relay: %s
+relay_fingerprint: %q
+token: %q
+admin:
+  listen: "127.0.0.1:0"
+transport: %q
+log:
+  level: info
+  format: text
+routes:
+%s`, relay, c.fingerprint, b.token.Token, c.transport, routes.String())
+}
+
 // start runs the relay and, once it listens, the agent.
 func (p *burrowPair) start() error {
 	var err error
-	p.relay, err = startChild("relay", p.relayLog, inNS(p.spec.relayNS, p.bin, "relay", "--config", p.relayConf)...)
+	p.relay, err = startRelay("relay", p.relayLog, inNS(p.spec.relayNS, p.bin, "relay", "--config", p.relayConf)...)
 	if err != nil {
 		return err
-	}
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(readFile(p.relayLog), "relay listening"); {
-		if p.relay.exited() || time.Now().After(deadline) {
-			p.relay.stop()
-			return fmt.Errorf("relay did not start: %s", p.relay.logTail())
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	p.agent, err = startChild("agent", p.agentLog, inNS(p.spec.agentNS, p.bin, "agent", "--config", p.agentConf)...)
 	if err != nil {
@@ -143,6 +196,22 @@ func (p *burrowPair) start() error {
 		return err
 	}
 	return nil
+}
+
+// startRelay starts argv, a relay, and returns once it listens.
+func startRelay(name, logPath string, argv ...string) (*child, error) {
+	c, err := startChild(name, logPath, argv...)
+	if err != nil {
+		return nil, err
+	}
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(readFile(logPath), "relay listening"); {
+		if c.exited() || time.Now().After(deadline) {
+			c.stop()
+			return nil, fmt.Errorf("%s did not start: %s", name, c.logTail())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return c, nil
 }
 
 // restart gives fresh processes, for a memory baseline that earlier
@@ -182,19 +251,26 @@ func (p *burrowPair) events() string {
 	if p.seen == nil {
 		p.seen = map[string]int{}
 	}
+	return logEvents(p.seen, [][2]string{{"relay", p.relayLog}, {"agent", p.agentLog}})
+}
+
+// logEvents returns the lines about sessions and problems that the logs
+// (role and path) gained since seen, the bytes of each already read.
+func logEvents(seen map[string]int, logs [][2]string) string {
 	var out []string
-	for _, l := range []struct{ role, path string }{{"relay", p.relayLog}, {"agent", p.agentLog}} {
-		b := readFile(l.path)
-		if p.seen[l.path] > len(b) { // restarted: a new log
-			p.seen[l.path] = 0
+	for _, l := range logs {
+		role, path := l[0], l[1]
+		b := readFile(path)
+		if seen[path] > len(b) { // restarted: a new log
+			seen[path] = 0
 		}
-		for _, line := range strings.Split(b[p.seen[l.path]:], "\n") {
+		for _, line := range strings.Split(b[seen[path]:], "\n") {
 			if strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") ||
 				strings.Contains(line, "session ended") || strings.Contains(line, "disconnected") {
-				out = append(out, l.role+": "+line)
+				out = append(out, role+": "+line)
 			}
 		}
-		p.seen[l.path] = len(b)
+		seen[path] = len(b)
 	}
 	if len(out) > 8 {
 		out = append(out[:4], append([]string{"…"}, out[len(out)-4:]...)...)

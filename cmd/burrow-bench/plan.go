@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,6 +39,10 @@ type plan struct {
 	uplinkPaths   []string      // the Burrow transports measured
 	uplinkDirect  bool          // measure the direct baseline too
 	uplinkLossy   bool          // time transport auto over the lossy profile
+
+	// Scenario 10.
+	relaysConns  []int         // connections_per_relay with two relays, for the agent's memory
+	relaysSettle time.Duration // idle after the last session connects, before the agent's RSS is read
 }
 
 // wanProfile is one emulated link.
@@ -75,14 +80,34 @@ var (
 
 // scenarioNames are the report's section names, by scenario number.
 var scenarioNames = map[int]string{
-	1: "Single large download",
-	2: "Parallel large downloads",
-	3: "Small requests (wrk)",
-	4: "Interactive under load",
-	5: "Time to first byte",
-	6: "Scale",
-	7: "Emulated WAN",
-	8: "Interactive over a home uplink",
+	1:  "Single large download",
+	2:  "Parallel large downloads",
+	3:  "Small requests (wrk)",
+	4:  "Interactive under load",
+	5:  "Time to first byte",
+	6:  "Scale",
+	7:  "Emulated WAN",
+	8:  "Interactive over a home uplink",
+	10: "Two relays",
+}
+
+// scenarioList names the scenarios for -only's help and errors: "1-8, 10".
+func scenarioList() string {
+	nums := slices.Sorted(maps.Keys(scenarioNames))
+	var parts []string
+	for i := 0; i < len(nums); {
+		j := i
+		for j+1 < len(nums) && nums[j+1] == nums[j]+1 {
+			j++
+		}
+		if j > i {
+			parts = append(parts, fmt.Sprintf("%d-%d", nums[i], nums[j]))
+		} else {
+			parts = append(parts, strconv.Itoa(nums[i]))
+		}
+		i = j + 1
+	}
+	return strings.Join(parts, ", ")
 }
 
 func newPlan(o options) (plan, error) {
@@ -105,6 +130,9 @@ func newPlan(o options) (plan, error) {
 		uplinkPaths:   []string{"quic", "tcp", "auto"},
 		uplinkDirect:  true,
 		uplinkLossy:   true,
+
+		relaysConns:  []int{1, 2, 3, 4},
+		relaysSettle: 2 * time.Second,
 	}
 	if o.quick {
 		p.runs = 1
@@ -124,6 +152,9 @@ func newPlan(o options) (plan, error) {
 		p.uplinkPaths = []string{"auto"}
 		p.uplinkDirect = false
 		p.uplinkLossy = false
+		// Two relays with one and with four connections each: 2 and 8 sessions.
+		p.relaysConns = []int{1, 4}
+		p.relaysSettle = time.Second
 	}
 	if o.runs > 0 {
 		p.runs = o.runs
@@ -163,7 +194,7 @@ func newPlan(o options) (plan, error) {
 	for _, f := range strings.Split(o.only, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || scenarioNames[n] == "" {
-			return p, fmt.Errorf("-only: %q is not a scenario number (1-8)", f)
+			return p, fmt.Errorf("-only: %q is not a scenario number (%s)", f, scenarioList())
 		}
 		p.scenarios[n] = true
 	}

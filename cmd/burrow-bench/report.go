@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"slices"
@@ -141,6 +142,7 @@ func (r *report) markdown() string {
 	r.writeTable(&w)
 	r.writeWAN(&w)
 	r.writeUplink(&w)
+	r.writeRelays(&w)
 	r.writeNotes(&w)
 	return w.String()
 }
@@ -259,6 +261,7 @@ func (r *report) targets() []targetRow {
 		check(fmt.Sprintf("small requests, %s p99 ≤ 2× nginx proxy p99", transportName(key)), ratio(mS3P99, key), atMost(2), "%.2f×")
 	}
 	r.uplinkTargets(check)
+	rows = append(rows, r.relaysTargets()...)
 	return rows
 }
 
@@ -426,7 +429,7 @@ func (r *report) writeNotes(w *strings.Builder) {
 		fmt.Fprintf(w, "- %s\n", n)
 		any = true
 	}
-	for s := 1; s <= len(scenarioNames); s++ {
+	for _, s := range slices.Sorted(maps.Keys(scenarioNames)) {
 		if !r.plan.scenarios[s] {
 			fmt.Fprintf(w, "- Scenario %d (%s) not selected (-only).\n", s, scenarioNames[s])
 			any = true

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,29 +38,13 @@ func (b *bench) scenarioParallel(ctx context.Context, targets []*target) {
 // and records the aggregate rate, the path's CPU seconds per GiB and, when
 // switchID is set, its context switches per GiB.
 func (b *bench) bulk(ctx context.Context, t *target, n int, rateID, cpuID, switchID string) error {
-	ctx, cancel := context.WithTimeout(ctx, transferTimeout(int64(n)*b.plan.bigSize))
-	defer cancel()
-	c := t.client(n, true)
-	defer c.CloseIdleConnections()
 	pids := t.procs()
 	cpu0, sw0 := cpuSeconds(pids), contextSwitches(pids)
-	start := time.Now()
-	var total atomic.Int64
-	g, gctx := errgroup.WithContext(ctx)
-	for range n {
-		g.Go(func() error {
-			m, err := download(gctx, c, t, bigFile, fetch{want: b.plan.bigSize})
-			total.Add(m)
-			return err
-		})
-	}
-	err := g.Wait()
-	d := time.Since(start)
+	moved, d, err := b.downloadBig(ctx, []*target{t}, n)
 	cpu1, sw1 := cpuSeconds(pids), contextSwitches(pids)
 	if err != nil {
 		return err
 	}
-	moved := total.Load()
 	b.rep.add(rateID, t.key, mbps(moved, d))
 	if len(pids) > 0 {
 		b.rep.add(cpuID, t.key, (cpu1-cpu0)/(float64(moved)/gib))
@@ -68,6 +53,32 @@ func (b *bench) bulk(ctx context.Context, t *target, n int, rateID, cpuID, switc
 		}
 	}
 	return nil
+}
+
+// downloadBig downloads the big file n times at once, each on its own
+// connection, download i through targets[i % len(targets)], and returns
+// the bytes moved and how long that took.
+func (b *bench) downloadBig(ctx context.Context, targets []*target, n int) (int64, time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, transferTimeout(int64(n)*b.plan.bigSize))
+	defer cancel()
+	clients := make([]*http.Client, len(targets))
+	for i, t := range targets {
+		clients[i] = t.client(n, true)
+		defer clients[i].CloseIdleConnections()
+	}
+	start := time.Now()
+	var total atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	for i := range n {
+		j := i % len(targets)
+		g.Go(func() error {
+			m, err := download(gctx, clients[j], targets[j], bigFile, fetch{want: b.plan.bigSize})
+			total.Add(m)
+			return err
+		})
+	}
+	err := g.Wait()
+	return total.Load(), time.Since(start), err
 }
 
 // scenarioWrk is scenario 3: many small requests from wrk.
