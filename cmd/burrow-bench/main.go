@@ -38,7 +38,7 @@ func main() {
 	flag.StringVar(&o.out, "out", "BENCH.md", "Markdown report to write")
 	flag.BoolVar(&o.quick, "quick", false, "reduced set for CI: 1 run each, smaller files, one WAN profile (< 2 minutes)")
 	flag.IntVar(&o.runs, "runs", 0, "runs per measurement (default 3, or 1 with -quick)")
-	flag.StringVar(&o.only, "only", "", "comma-separated scenarios to run (1-8, e.g. \"1,3,7\"); default all")
+	flag.StringVar(&o.only, "only", "", "comma-separated scenarios to run (1-9, e.g. \"1,3,9\"); default all")
 	flag.StringVar(&o.wan, "wan", "", "comma-separated WAN profiles for scenario 7 (40ms, 80ms-loss); default both, or 40ms with -quick")
 	flag.StringVar(&o.uplink, "uplink", "", "comma-separated paths for scenario 8 (direct, quic, tcp, auto, lossy); default all, or auto with -quick")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (configs, logs, data files)")

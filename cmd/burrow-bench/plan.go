@@ -38,6 +38,10 @@ type plan struct {
 	uplinkPaths   []string      // the Burrow transports measured
 	uplinkDirect  bool          // measure the direct baseline too
 	uplinkLossy   bool          // time transport auto over the lossy profile
+
+	// Scenario 9.
+	soakDuration time.Duration // the mixed load, per transport
+	soakAfter    time.Duration // from the load's end to the after-load reading
 }
 
 // wanProfile is one emulated link.
@@ -83,6 +87,7 @@ var scenarioNames = map[int]string{
 	6: "Scale",
 	7: "Emulated WAN",
 	8: "Interactive over a home uplink",
+	9: "Mixed-load soak",
 }
 
 func newPlan(o options) (plan, error) {
@@ -105,6 +110,9 @@ func newPlan(o options) (plan, error) {
 		uplinkPaths:   []string{"quic", "tcp", "auto"},
 		uplinkDirect:  true,
 		uplinkLossy:   true,
+
+		soakDuration: 4 * time.Minute,
+		soakAfter:    30 * time.Second,
 	}
 	if o.quick {
 		p.runs = 1
@@ -124,6 +132,8 @@ func newPlan(o options) (plan, error) {
 		p.uplinkPaths = []string{"auto"}
 		p.uplinkDirect = false
 		p.uplinkLossy = false
+		p.soakDuration = 40 * time.Second
+		p.soakAfter = 10 * time.Second
 	}
 	if o.runs > 0 {
 		p.runs = o.runs
@@ -163,7 +173,7 @@ func newPlan(o options) (plan, error) {
 	for _, f := range strings.Split(o.only, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || scenarioNames[n] == "" {
-			return p, fmt.Errorf("-only: %q is not a scenario number (1-8)", f)
+			return p, fmt.Errorf("-only: %q is not a scenario number (1-9)", f)
 		}
 		p.scenarios[n] = true
 	}
