@@ -179,6 +179,9 @@ func soakSeekOnce(ctx context.Context, c *http.Client, t *target, from int64) er
 	for {
 		m, err := resp.Body.Read(buf)
 		n += int64(m)
+		if err == io.EOF {
+			return nil // a seek near the end reads the rest of the file
+		}
 		if err != nil {
 			return ignoreCap(ctx, err)
 		}
