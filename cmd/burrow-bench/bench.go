@@ -103,7 +103,7 @@ func (b *bench) runAll(ctx context.Context) {
 		return
 	}
 	loopback := false
-	for s := 1; s <= 6; s++ {
+	for _, s := range []int{1, 2, 3, 4, 5, 6, 9} {
 		loopback = loopback || b.plan.scenarios[s]
 	}
 	if loopback {
@@ -128,7 +128,8 @@ func (b *bench) runAll(ctx context.Context) {
 	}
 }
 
-// loopback sets up the four paths on this host's loopback and runs scenarios 1-6.
+// loopback sets up the four paths on this host's loopback and runs
+// scenarios 1-6 and 9.
 func (b *bench) loopback(ctx context.Context) {
 	echo, err := startEchoServer()
 	if err != nil {
@@ -188,8 +189,9 @@ func (b *bench) loopback(ctx context.Context) {
 	scenarios := []func(context.Context, []*target){
 		1: b.scenarioSingle, 2: b.scenarioParallel, 3: b.scenarioWrk,
 		4: b.scenarioInteractive, 5: b.scenarioTTFB, 6: b.scenarioScale,
+		9: b.scenarioSoak,
 	}
-	for s := 1; s <= 6; s++ {
+	for _, s := range []int{1, 2, 3, 4, 5, 6, 9} {
 		if b.plan.scenarios[s] && ctx.Err() == nil {
 			b.logf("scenario %d: %s", s, scenarioNames[s])
 			l0 := readLoad()
@@ -275,7 +277,7 @@ func (b *bench) startLoopbackBurrow(ctx context.Context, tr, originAddr, echoAdd
 		return nil, nil, err
 	}
 	t := &target{key: tr, name: "Burrow " + transportName(tr), addr: public, host: filesHost, burrow: true,
-		pids: pair.pids, alive: pair.alive, logs: pair.events}
+		pids: pair.pids, alive: pair.alive, logs: pair.events, admin: pair.adminAddr}
 	t.restart = func() error {
 		if err := pair.restart(); err != nil {
 			return err

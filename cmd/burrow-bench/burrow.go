@@ -243,6 +243,21 @@ func (p *burrowPair) alive() error {
 	return nil
 }
 
+// adminAddr is the address the relay's admin listener took, from its log.
+func (p *burrowPair) adminAddr() string {
+	for _, line := range strings.Split(readFile(p.relayLog), "\n") {
+		if !strings.Contains(line, "relay listening") {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(f, "admin="); ok {
+				return strings.Trim(v, `"`)
+			}
+		}
+	}
+	return ""
+}
+
 func (p *burrowPair) pids() []int { return []int{p.relay.pid(), p.agent.pid()} }
 
 // events returns the log lines about sessions and problems written since

@@ -37,6 +37,9 @@ type target struct {
 	// logs returns what the path's processes logged about trouble since
 	// the last call; may be nil.
 	logs func() string
+	// admin is the address of the relay's admin listener, "" when unknown;
+	// nil for paths without a relay.
+	admin func() string
 }
 
 func (t *target) url(path string) string { return "http://" + t.addr + path }

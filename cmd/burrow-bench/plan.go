@@ -40,6 +40,10 @@ type plan struct {
 	uplinkDirect  bool          // measure the direct baseline too
 	uplinkLossy   bool          // time transport auto over the lossy profile
 
+	// Scenario 9.
+	soakDuration time.Duration // the mixed load, per transport
+	soakAfter    time.Duration // from the load's end to the after-load reading
+
 	// Scenario 10.
 	relaysConns  []int         // connections_per_relay with two relays, for the agent's memory
 	relaysSettle time.Duration // idle after the last session connects, before the agent's RSS is read
@@ -88,10 +92,11 @@ var scenarioNames = map[int]string{
 	6:  "Scale",
 	7:  "Emulated WAN",
 	8:  "Interactive over a home uplink",
+	9:  "Mixed-load soak",
 	10: "Two relays",
 }
 
-// scenarioList names the scenarios for -only's help and errors: "1-8, 10".
+// scenarioList names the scenarios for -only's help and errors: "1-10", or "1-8, 10" with a gap.
 func scenarioList() string {
 	nums := slices.Sorted(maps.Keys(scenarioNames))
 	var parts []string
@@ -131,6 +136,9 @@ func newPlan(o options) (plan, error) {
 		uplinkDirect:  true,
 		uplinkLossy:   true,
 
+		soakDuration: 4 * time.Minute,
+		soakAfter:    30 * time.Second,
+
 		relaysConns:  []int{1, 2, 3, 4},
 		relaysSettle: 2 * time.Second,
 	}
@@ -152,6 +160,9 @@ func newPlan(o options) (plan, error) {
 		p.uplinkPaths = []string{"auto"}
 		p.uplinkDirect = false
 		p.uplinkLossy = false
+		p.soakDuration = 40 * time.Second
+		p.soakAfter = 10 * time.Second
+
 		// Two relays with one and with four connections each: 2 and 8 sessions.
 		p.relaysConns = []int{1, 4}
 		p.relaysSettle = time.Second

@@ -65,6 +65,7 @@ type report struct {
 	wanNotes      []string
 	uplink        []*uplinkRow
 	uplinkLossy   []*lossyRow
+	soak          []*soakResult
 
 	burrowFailures []string // make the exit status non-zero
 	otherFailures  []string
@@ -142,6 +143,7 @@ func (r *report) markdown() string {
 	r.writeTable(&w)
 	r.writeWAN(&w)
 	r.writeUplink(&w)
+	r.writeSoak(&w)
 	r.writeRelays(&w)
 	r.writeNotes(&w)
 	return w.String()
@@ -261,6 +263,7 @@ func (r *report) targets() []targetRow {
 		check(fmt.Sprintf("small requests, %s p99 ≤ 2× nginx proxy p99", transportName(key)), ratio(mS3P99, key), atMost(2), "%.2f×")
 	}
 	r.uplinkTargets(check)
+	r.soakTargets(check)
 	rows = append(rows, r.relaysTargets()...)
 	return rows
 }
