@@ -30,6 +30,7 @@ type ctxKey int
 const (
 	routeKey ctxKey = iota + 1 // the request's *route
 	stallKey                   // the request's *stallGuard, with limits.stalled_client
+	connKey                    // the public connection (net.Conn) a request came on
 )
 
 func (s *Server) newProxy() *httputil.ReverseProxy {

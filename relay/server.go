@@ -331,6 +331,10 @@ func (s *Server) newHTTPServer(h http.Handler) *http.Server {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          s.errorLog(),
+		// The stall guard closes an HTTP/2 connection that a cut cannot reach.
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey, c)
+		},
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -33,6 +34,13 @@ import (
 // Either way the transport aborts the tunnel stream, so the agent stops
 // sending at once (see abort and abortingConn).
 //
+// An HTTP/2 visitor can stop the cut from reaching it: one that grants large
+// windows and then reads nothing from its socket fills the kernel's buffers,
+// so the relay's writer for the whole connection waits, and the RST_STREAM
+// that would end the stream waits behind it for as long as the connection
+// lasts. A write still waiting limits.stalled_client after its cut therefore
+// closes the connection: nothing at all went out on it for that long.
+//
 // Upgraded connections (WebSockets) never come here: an idle Stash
 // subscription sends nothing for minutes.
 
@@ -48,6 +56,7 @@ var (
 type stallGuard struct {
 	limit        time.Duration
 	rc           *http.ResponseController // of the server's own ResponseWriter
+	conn         net.Conn                 // the HTTP/2 connection, closed if a cut does not reach it; else nil
 	log          *slog.Logger
 	host, client string // the request's Host and the visitor's address, for the log
 
@@ -58,11 +67,15 @@ type stallGuard struct {
 	armed   bool        // guarded by mu; timer will fire
 	upload  bool        // guarded by mu; the cut was of a stalled upload
 	over    bool        // guarded by mu; cut, or the handler returned: nothing more to watch
+	done    bool        // guarded by mu; the handler returned
 }
 
 // serveWatched proxies r with the visitor's writes and upload reads watched.
 func (s *Server) serveWatched(w http.ResponseWriter, r *http.Request, limit time.Duration) {
 	g := &stallGuard{limit: limit, rc: http.NewResponseController(w), log: s.log, host: r.Host, client: r.RemoteAddr}
+	if r.ProtoMajor == 2 {
+		g.conn, _ = r.Context().Value(connKey).(net.Conn)
+	}
 	defer g.stop()
 	r = r.WithContext(context.WithValue(r.Context(), stallKey, g))
 	if r.Body != nil && r.Body != http.NoBody {
@@ -158,6 +171,21 @@ func (g *stallGuard) cutLocked(upload bool) {
 		return
 	}
 	_ = g.rc.SetWriteDeadline(pastDeadline)
+	if g.conn != nil {
+		time.AfterFunc(g.limit, g.closeWedged)
+	}
+}
+
+// closeWedged closes the HTTP/2 connection when the write that was cut is
+// still waiting: the connection took nothing for a whole limit.
+func (g *stallGuard) closeWedged() {
+	g.mu.Lock()
+	wedged := !g.done && !g.writing.IsZero()
+	g.mu.Unlock()
+	if wedged {
+		g.log.Debug("visitor's connection wedged, closed", "host", g.host, "client", g.client, "limit", g.limit)
+		_ = g.conn.Close()
+	}
 }
 
 // uploadCut reports whether the request's body was cut for stalling.
@@ -172,6 +200,7 @@ func (g *stallGuard) stop() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.over = true
+	g.done = true
 	if g.timer != nil {
 		g.timer.Stop()
 	}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,15 +53,7 @@ func TestStalledVisitorsAreBounded(t *testing.T) {
 			// first attack: the analog of the default's first minute. (An
 			// attacker that comes back after the cut pays again, as with nginx.)
 			window := time.Now().Add(stallTimeout - time.Second)
-			sentIn := make(chan int64, 1)
-			go func() {
-				var last int64
-				for time.Now().Before(window) {
-					last = e.tunnelReceived() - sent0
-					time.Sleep(100 * time.Millisecond)
-				}
-				sentIn <- last
-			}()
+			sentIn := e.sentUntil(window, sent0)
 			for range stalled {
 				c, err := d.Dial("tcp", e.publicAddr())
 				if err != nil {
@@ -78,25 +71,13 @@ func TestStalledVisitorsAreBounded(t *testing.T) {
 			neighbour := clientFrom("127.0.0.2", e.publicAddr())
 			defer neighbour.CloseIdleConnections()
 			t.Logf("%d attack connections made in %v", stalled, time.Since(window.Add(time.Second-stallTimeout)).Round(time.Millisecond))
-			var peak int64
-			failures, asked := 0, 0
-			for i := 0; i < 20 || time.Now().Before(window); i++ {
-				asked++
-				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-				status, err := getStatus(ctx, neighbour, e.url("/files/small.bin"))
-				cancel()
-				if err != nil || status != http.StatusOK {
-					failures++
-					t.Logf("neighbour request %d: %d %v", i, status, err)
-				}
-				peak = max(peak, rssOf(t, pid))
-				time.Sleep(50 * time.Millisecond)
-			}
+			use := e.useSite(neighbour, e.url("/files/small.bin"), window, pid)
+			peak := use.peakRSS
 			sent := <-sentIn
-			t.Logf("%s: relay RSS %d MiB at rest, peak %d MiB with %d stalled visitors; the agent sent %d MiB up the tunnel within the stall timeout (the service wrote %d MiB into its socket); %d requests from another address",
-				tr, base>>20, peak>>20, stalled, sent>>20, e.originSent.Load()>>20, asked)
-			if failures > 0 {
-				t.Errorf("%d of %d requests from another address failed during the attack", failures, asked)
+			t.Logf("%s: relay RSS %d MiB at rest, peak %d MiB with %d stalled visitors; the agent sent %d MiB up the tunnel within the stall timeout (the service wrote %d MiB into its socket); %d requests from another address, p50 %v, p99 %v",
+				tr, base>>20, peak>>20, stalled, sent>>20, e.originSent.Load()>>20, use.asked, use.percentile(50), use.percentile(99))
+			if use.failures > 0 {
+				t.Errorf("%d of %d requests from another address failed during the attack", use.failures, use.asked)
 			}
 			if peak-base > maxGrowth {
 				t.Errorf("relay RSS grew by %d MiB, want at most %d MiB", (peak-base)>>20, maxGrowth>>20)
@@ -127,29 +108,100 @@ func TestStalledVisitorsAreBounded(t *testing.T) {
 			if fds := fdCount(t, pid); fds > fds0+8 {
 				t.Errorf("relay holds %d file descriptors after the attack, %d before it", fds, fds0)
 			}
-			// The memory comes back: the Go heap in use returns to its level
-			// before the attack (RSS follows as the runtime returns pages to
-			// the kernel, over minutes).
-			heapDeadline := time.Now().Add(10 * time.Second)
-			for {
-				// A heap profile with gc=1 runs a collection first: the heap
-				// then holds only what is still referenced.
-				if resp, err := http.Get("http://" + e.relayAdmin + "/debug/pprof/heap?gc=1"); err == nil {
-					resp.Body.Close()
-				}
-				heap := value(scrape(t, e.relayAdmin), "go_memstats_heap_inuse_bytes", nil)
-				if heap <= heap0+16<<20 {
-					t.Logf("relay heap in use: %.0f MiB before the attack, %.0f MiB after", heap0/(1<<20), heap/(1<<20))
-					break
-				}
-				if time.Now().After(heapDeadline) {
-					t.Errorf("relay heap in use %.0f MiB after the attack, %.0f MiB before it", heap/(1<<20), heap0/(1<<20))
-					break
-				}
-				time.Sleep(500 * time.Millisecond)
-			}
+			e.heapReturns(heap0)
 		})
 	}
+}
+
+// relayHeap is the relay's Go heap in use, from its admin metrics.
+func (e *env) relayHeap() float64 {
+	e.t.Helper()
+	return value(scrape(e.t, e.relayAdmin), "go_memstats_heap_inuse_bytes", nil)
+}
+
+// heapReturns checks that the relay's memory comes back after an attack:
+// its Go heap in use returns to heap0, its level before the attack, within
+// 10 s (RSS follows as the runtime returns pages to the kernel, over
+// minutes).
+func (e *env) heapReturns(heap0 float64) {
+	t := e.t
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		// A heap profile with gc=1 runs a collection first: the heap
+		// then holds only what is still referenced.
+		if resp, err := http.Get("http://" + e.relayAdmin + "/debug/pprof/heap?gc=1"); err == nil {
+			resp.Body.Close()
+		}
+		heap := e.relayHeap()
+		if heap <= heap0+16<<20 {
+			t.Logf("relay heap in use: %.0f MiB before the attack, %.0f MiB after", heap0/(1<<20), heap/(1<<20))
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("relay heap in use %.0f MiB after the attack, %.0f MiB before it", heap/(1<<20), heap0/(1<<20))
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// sentUntil yields what the agent sent up the tunnel from now until until,
+// over the sent0 it had sent before.
+func (e *env) sentUntil(until time.Time, sent0 int64) <-chan int64 {
+	sentIn := make(chan int64, 1)
+	go func() {
+		var last int64
+		for time.Now().Before(until) {
+			last = e.tunnelReceived() - sent0
+			time.Sleep(100 * time.Millisecond)
+		}
+		sentIn <- last
+	}()
+	return sentIn
+}
+
+// siteUse is how a visitor's requests fared.
+type siteUse struct {
+	took            []time.Duration // of the requests that succeeded
+	asked, failures int
+	peakRSS         int64 // the relay's, sampled after each request
+}
+
+// useSite requests url with c at least 20 times and until until, one every
+// 50 ms, as a visitor browsing the site, and samples the RSS of the relay
+// (process pid) meanwhile.
+func (e *env) useSite(c *http.Client, url string, until time.Time, pid int) siteUse {
+	t := e.t
+	t.Helper()
+	var u siteUse
+	for i := 0; i < 20 || time.Now().Before(until); i++ {
+		u.asked++
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		start := time.Now()
+		status, err := getStatus(ctx, c, url)
+		took := time.Since(start)
+		cancel()
+		if err != nil || status != http.StatusOK {
+			u.failures++
+			t.Logf("request %d from another address: %d %v", i, status, err)
+		} else {
+			u.took = append(u.took, took)
+		}
+		u.peakRSS = max(u.peakRSS, rssOf(t, pid))
+		time.Sleep(50 * time.Millisecond)
+	}
+	return u
+}
+
+// percentile is the p-th percentile of the successful requests' times.
+func (u siteUse) percentile(p int) time.Duration {
+	if len(u.took) == 0 {
+		return 0
+	}
+	d := slices.Clone(u.took)
+	slices.Sort(d)
+	return d[min(len(d)-1, (len(d)*p+99)/100-1)].Round(10 * time.Microsecond)
 }
 
 // tunnelReceived is what the relay received from agents on their live

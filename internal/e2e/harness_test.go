@@ -3,6 +3,8 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,6 +59,12 @@ type env struct {
 	relayExtra string
 
 	tunnelPort, httpPort int
+	// httpsPort is the relay's public HTTPS port (TCP, and UDP for HTTP/3),
+	// 0 when it serves plain HTTP only; roots trust its certificate.
+	httpsPort int
+	roots     *x509.CertPool
+	certFile  string
+	keyFile   string
 	// The admin listeners of the relay and the agent.
 	relayAdmin, agentAdmin string
 	closedPort             int // nothing listens here: the /down route's service
@@ -82,6 +90,19 @@ func newEnv(t *testing.T, transport string) *env {
 // newEnvWith is newEnv with relayExtra appended to relay.yaml.
 func newEnvWith(t *testing.T, transport, relayExtra string) *env {
 	t.Helper()
+	return startEnv(t, transport, relayExtra, false)
+}
+
+// newEnvHTTPS is newEnvWith with the relay's public HTTPS listener on as
+// well (HTTP/1.1 and HTTP/2 over TLS, HTTP/3), its certificate a
+// self-signed one for publicHost that e.roots trusts.
+func newEnvHTTPS(t *testing.T, transport, relayExtra string) *env {
+	t.Helper()
+	return startEnv(t, transport, relayExtra, true)
+}
+
+func startEnv(t *testing.T, transport, relayExtra string, https bool) *env {
+	t.Helper()
 	e := &env{
 		t:          t,
 		dir:        t.TempDir(),
@@ -93,6 +114,12 @@ func newEnvWith(t *testing.T, transport, relayExtra string) *env {
 	e.startOrigin()
 	e.tunnelPort = freePort(t, true)
 	e.httpPort = freePort(t, false)
+	if https {
+		e.httpsPort = freePort(t, true)
+		var cert tls.Certificate
+		cert, e.roots = testutil.SelfSigned(publicHost)
+		e.certFile, e.keyFile = testutil.WritePEM(t, cert)
+	}
 	e.closedPort = freePort(t, false)
 	e.relayAdmin = net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t, false)))
 	e.agentAdmin = net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t, false)))
@@ -118,6 +145,9 @@ func newEnvWith(t *testing.T, transport, relayExtra string) *env {
 }
 
 func (e *env) publicAddr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(e.httpPort)) }
+
+// httpsAddr is the relay's public HTTPS address (see newEnvHTTPS).
+func (e *env) httpsAddr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(e.httpsPort)) }
 
 // url is the public URL of path, as a browser would name it (the client's
 // transport dials the relay whatever the host).
@@ -161,12 +191,16 @@ func (e *env) writeConfigs() {
 	}
 	e.token = tok.Token
 
+	https := ""
+	if e.httpsPort != 0 {
+		https = fmt.Sprintf("  https: \"127.0.0.1:%d\"\n  redirect_http: false\ntls:\n  cert_file: %q\n  key_file: %q\n", e.httpsPort, e.certFile, e.keyFile)
+	}
 	e.relayConfig = filepath.Join(e.dir, "relay.yaml")
 	writeFile(t, e.relayConfig, fmt.Sprintf(`tunnel:
   listen: "127.0.0.1:%d"
 public:
   http: "127.0.0.1:%d"
-state_dir: %q
+%sstate_dir: %q
 admin:
   listen: %q
   pprof: true
@@ -176,7 +210,7 @@ agents:
     hosts: [%s]
 log:
   level: debug
-%s`, e.tunnelPort, e.httpPort, filepath.Join(e.dir, "relay-state"), e.relayAdmin, tok.TokenSHA256, publicHost, e.relayExtra))
+%s`, e.tunnelPort, e.httpPort, https, filepath.Join(e.dir, "relay-state"), e.relayAdmin, tok.TokenSHA256, publicHost, e.relayExtra))
 
 	fp := strings.TrimSpace(string(runBurrow(t, "relay", "fingerprint", "--config", e.relayConfig)))
 	if !strings.HasPrefix(fp, "sha256:") {
