@@ -201,7 +201,7 @@ func (l *link) run(ctx context.Context, sessions *errgroup.Group) {
 	b := newBackoff()
 	for {
 		start := time.Now()
-		err := l.serve(ctx, sessions)
+		had, err := l.serve(ctx, sessions)
 		if ctx.Err() != nil {
 			l.setState("stopped", "agent stopped", slog.LevelInfo)
 			return
@@ -221,7 +221,9 @@ func (l *link) run(ctx context.Context, sessions *errgroup.Group) {
 		if errors.As(err, new(errNoLogin)) {
 			d = min(d, loginRecheck) // a login set at home is noticed soon
 		}
-		l.a.reconnects.Inc()
+		if had {
+			l.a.reconnects.Inc() // a session was lost, not a dial that failed
+		}
 		var rj *protocol.RejectError
 		switch {
 		case errors.As(err, &rj):
@@ -238,12 +240,12 @@ func (l *link) run(ctx context.Context, sessions *errgroup.Group) {
 
 // serve connects and runs one session until it ends, or until the link
 // leaves it for a new one (errLossySwitch): it then runs on in sessions,
-// serving the streams it has.
-func (l *link) serve(ctx context.Context, sessions *errgroup.Group) error {
+// serving the streams it has. had says whether a session was welcomed.
+func (l *link) serve(ctx context.Context, sessions *errgroup.Group) (had bool, err error) {
 	a := l.a
 	s, err := l.connect(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	ended := make(chan error, 1)
 	sessions.Go(func() error {
@@ -264,9 +266,9 @@ func (l *link) serve(ctx context.Context, sessions *errgroup.Group) error {
 	}
 	select {
 	case err := <-ended:
-		return err
+		return true, err
 	case <-s.left:
-		return errLossySwitch
+		return true, errLossySwitch
 	}
 }
 

@@ -95,6 +95,8 @@ func TestReconnect(t *testing.T) {
 // answers 200.
 func (e *env) testRelayRestart(t *testing.T, idle time.Duration) {
 	time.Sleep(idle)
+	reconnects := func() float64 { return value(scrape(t, e.agentAdmin), "burrow_agent_reconnects_total", nil) }
+	before := reconnects()
 	if err := e.relay.stop(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -109,6 +111,10 @@ func (e *env) testRelayRestart(t *testing.T, idle time.Duration) {
 		t.Errorf("took %v, want < %v: the agent did not notice that the relay restarted (see the agent's log)", d.Round(time.Millisecond), reconnectBound)
 	}
 	e.checkServes(t)
+	// One session lost, however many dials failed while the relay was down.
+	if n := reconnects() - before; n != 1 {
+		t.Errorf("burrow_agent_reconnects_total rose by %v over the relay's restart, want 1", n)
+	}
 }
 
 // checkServes fetches a few things through the tunnel, to show a reconnected
