@@ -137,18 +137,12 @@ func (b *bench) loopback(ctx context.Context) {
 		return
 	}
 	defer echo.close()
-	oport, err := freePort()
+	org, originAddr, err := b.startLoopbackOrigin("origin")
 	if err != nil {
 		b.rep.otherFailures = append(b.rep.otherFailures, err.Error())
 		return
 	}
-	org, err := b.startOrigin("origin", "", oport)
-	if err != nil {
-		b.rep.otherFailures = append(b.rep.otherFailures, "origin: "+err.Error())
-		return
-	}
 	defer org.stop()
-	originAddr := "127.0.0.1:" + strconv.Itoa(oport)
 	alive := func(c *child) func() error {
 		return func() error {
 			if c != nil && c.exited() {

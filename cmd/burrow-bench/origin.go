@@ -144,6 +144,20 @@ type origin struct {
 	srv   *http.Server
 }
 
+// startLoopbackOrigin serves data on a free port of the host's 127.0.0.1
+// and returns its address.
+func (b *bench) startLoopbackOrigin(name string) (*origin, string, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, "", err
+	}
+	org, err := b.startOrigin(name, "", port)
+	if err != nil {
+		return nil, "", fmt.Errorf("origin: %w", err)
+	}
+	return org, "127.0.0.1:" + strconv.Itoa(port), nil
+}
+
 // startOrigin serves data on port: on 127.0.0.1 of the host, or on every
 // address of namespace ns (so that the WAN's direct baseline reaches it).
 func (b *bench) startOrigin(name, ns string, port int) (*origin, error) {

@@ -74,18 +74,12 @@ type relayRig struct {
 
 // relays is scenario 10, for each transport.
 func (b *bench) relays(ctx context.Context) {
-	oport, err := freePort()
+	org, originAddr, err := b.startLoopbackOrigin("relays-origin")
 	if err != nil {
 		b.rep.otherFailures = append(b.rep.otherFailures, err.Error())
 		return
 	}
-	org, err := b.startOrigin("relays-origin", "", oport)
-	if err != nil {
-		b.rep.otherFailures = append(b.rep.otherFailures, "origin: "+err.Error())
-		return
-	}
 	defer org.stop()
-	originAddr := "127.0.0.1:" + strconv.Itoa(oport)
 	if err := waitReady(ctx, &target{name: "origin", addr: originAddr, host: filesHost}, 10*time.Second); err != nil {
 		b.rep.otherFailures = append(b.rep.otherFailures, "origin: "+err.Error())
 		return
