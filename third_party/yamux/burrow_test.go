@@ -224,10 +224,7 @@ func tuningConf() *Config {
 func windowOf(s *Stream) (window uint32, buffered int) {
 	s.recvLock.Lock()
 	defer s.recvLock.Unlock()
-	if s.recvBuf != nil {
-		buffered = s.recvBuf.Len()
-	}
-	return s.window, buffered
+	return s.window, s.recvBuf.Len()
 }
 
 // openPair opens a stream on client and accepts it on server: the client
@@ -286,8 +283,8 @@ func readUntil(t *testing.T, s *Stream, want uint32, limit int64) int64 {
 
 // A stream whose reader stops holds no more than its initial window, however
 // much the peer tries to send: what the relay spends on a visitor who asks
-// for a video and reads nothing, or reads it slower than a window per few
-// round trips.
+// for a video and reads nothing, reads it slower than a window per few
+// round trips, or reads it fast but slower than the agent sends.
 func TestWindowStaysWhileReaderLags(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -302,6 +299,18 @@ func TestWindowStaysWhileReaderLags(t *testing.T) {
 					return
 				}
 				time.Sleep(10 * time.Millisecond)
+			}
+		}},
+		{"ReadsBehindSender", func(s *Stream) {
+			// 32 MB/s, fast enough to grow by pace alone, but the peer
+			// refills the window long before each read: the reader never
+			// waits, so a larger window would only buffer more.
+			buf := make([]byte, 64<<10)
+			for i := 0; i < 250; i++ {
+				if _, err := io.ReadFull(s, buf); err != nil {
+					return
+				}
+				time.Sleep(2 * time.Millisecond)
 			}
 		}},
 	} {
@@ -345,6 +354,42 @@ func TestWindowGrowsWithFastReader(t *testing.T) {
 	werr := flood(peer)
 	got := readUntil(t, st, conf.MaxStreamWindowSize, 128<<20)
 	t.Logf("window reached %d MiB after %d MiB read (RTT %v)", conf.MaxStreamWindowSize>>20, got>>20, time.Duration(client.rtt.Load()))
+	st.Reset()
+	<-werr
+}
+
+// A window that grew while its reader kept up shrinks back to the initial
+// window once the reader falls behind the sender, and gives the budget back:
+// a visitor whose player has buffered enough stops costing the relay the
+// largest window.
+func TestWindowShrinksWhenReaderFallsBehind(t *testing.T) {
+	budget := &testBudget{limit: 64 << 20}
+	conf := tuningConf()
+	conf.WindowBudget = budget
+	c1, c2 := testConnTCP(t)
+	client, server := testClientServerConfig(t, c1, c2, conf, tuningConf())
+	st, peer := openPair(t, client, server)
+	werr := flood(peer)
+	readUntil(t, st, conf.MaxStreamWindowSize, 128<<20)
+	if n := budget.inUse(); n == 0 {
+		t.Fatal("the window grew without asking the budget")
+	}
+	buf := make([]byte, 64<<10)
+	var got int64
+	for w, _ := windowOf(st); w != initialStreamWindow; w, _ = windowOf(st) {
+		if got > 64<<20 {
+			t.Fatalf("window still %d KiB after %d MiB read behind the sender", w>>10, got>>20)
+		}
+		n, err := io.ReadFull(st, buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got += int64(n)
+		time.Sleep(time.Millisecond)
+	}
+	if n := budget.inUse(); n != 0 {
+		t.Errorf("budget has %d KiB in use with the window back at %d KiB, want 0", n>>10, initialStreamWindow>>10)
+	}
 	st.Reset()
 	<-werr
 }
@@ -394,7 +439,10 @@ func TestWindowBudget(t *testing.T) {
 	if n := budget.inUse(); n != int(initialStreamWindow) {
 		t.Fatalf("budget has %d KiB in use, want %d", n>>10, initialStreamWindow>>10)
 	}
-	// The budget is spent: neither stream grows any further, and both move data.
+	// The budget is spent: both streams move data, and what their windows
+	// hold beyond the initial ones is what the budget granted, no more. (A
+	// stream whose reader runs ahead of its sender may give its growth back
+	// and the other take it.)
 	second, secondPeer := openPair(t, client, server)
 	secondDone := flood(secondPeer)
 	for _, st := range []*Stream{first, second} {
@@ -402,17 +450,18 @@ func TestWindowBudget(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if w, _ := windowOf(first); w != 2*initialStreamWindow {
-		t.Errorf("first window %d KiB with the budget spent, want %d", w>>10, 2*initialStreamWindow>>10)
-	}
-	if w, _ := windowOf(second); w != initialStreamWindow {
-		t.Errorf("second window %d KiB with the budget spent, want %d", w>>10, initialStreamWindow>>10)
+	w1, _ := windowOf(first)
+	w2, _ := windowOf(second)
+	if grown := int(w1 + w2 - 2*initialStreamWindow); grown != budget.inUse() || grown > budget.limit {
+		t.Errorf("windows %d and %d KiB with %d KiB of the budget in use, want them to have grown by what is in use, at most %d KiB",
+			w1>>10, w2>>10, budget.inUse()>>10, budget.limit>>10)
 	}
 
 	first.Reset()
 	<-firstDone
-	if n := budget.inUse(); n != 0 {
-		t.Fatalf("budget has %d KiB in use after the reset, want 0", n>>10)
+	w2, _ = windowOf(second)
+	if n := budget.inUse(); n != int(w2-initialStreamWindow) {
+		t.Fatalf("budget has %d KiB in use after the reset, want the second stream's %d", n>>10, (w2-initialStreamWindow)>>10)
 	}
 	readUntil(t, second, 2*initialStreamWindow, 64<<20)
 	client.Close()

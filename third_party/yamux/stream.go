@@ -1,7 +1,6 @@
 package yamux
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"sync"
@@ -34,7 +33,7 @@ type Stream struct {
 	state     streamState
 	stateLock sync.Mutex
 
-	recvBuf  *bytes.Buffer
+	recvBuf  recvBuffer // Burrow: pooled chunks, see recvbuf.go
 	recvLock sync.Mutex
 
 	// Burrow: the receive window follows the reader. These fields are
@@ -42,13 +41,19 @@ type Stream struct {
 	// taken; only the window budget is asked.
 	//
 	// window bounds what recvBuf and the peer's credit (recvWindow) hold
-	// together. It starts at Config.InitialStreamWindowSize and only grows.
+	// together. It starts at Config.InitialStreamWindowSize, grows while
+	// the reader waits for data and shrinks while data waits for it.
 	window uint32
 	// epochStart is when the last window update went out.
 	epochStart time.Time
 	// consumed counts what the reader took in all (Burrow): a window grows
 	// only once it passes growAfter.
 	consumed uint64
+	// starved is set when the reader found nothing to read since the
+	// last window update (Burrow): only then can the window be what holds
+	// the stream back. A reader that always finds data waiting is the
+	// slower side, and a larger window would only buffer more.
+	starved bool
 	// reserved is what window took from Config.WindowBudget.
 	reserved uint32
 	// freed is set once the stream has left the session: its window is
@@ -124,7 +129,7 @@ START:
 		fallthrough
 	case streamClosed:
 		s.recvLock.Lock()
-		if s.recvBuf == nil || s.recvBuf.Len() == 0 {
+		if s.recvBuf.Len() == 0 {
 			s.recvLock.Unlock()
 			s.stateLock.Unlock()
 			return 0, io.EOF
@@ -138,13 +143,14 @@ START:
 
 	// If there is no data available, block
 	s.recvLock.Lock()
-	if s.recvBuf == nil || s.recvBuf.Len() == 0 {
+	if s.recvBuf.Len() == 0 {
+		s.starved = true // Burrow: see growWindowLocked
 		s.recvLock.Unlock()
 		goto WAIT
 	}
 
 	// Read any bytes
-	n, _ = s.recvBuf.Read(b)
+	n = s.recvBuf.Read(b)
 	s.recvLock.Unlock()
 
 	// Send a window update potentially
@@ -296,10 +302,13 @@ func (s *Stream) sendWindowUpdate() error {
 	// maximum.
 	var bufLen uint32
 	s.recvLock.Lock()
-	if s.recvBuf != nil {
-		bufLen = uint32(s.recvBuf.Len())
+	bufLen = uint32(s.recvBuf.Len())
+	// Burrow: a window that shrank may be below what is buffered and
+	// granted; then there is nothing to grant.
+	var delta uint32
+	if held := bufLen + s.recvWindow; held < s.window {
+		delta = s.window - held
 	}
-	delta := (s.window - bufLen) - s.recvWindow
 
 	// Check if we can omit the update
 	if delta < (s.window/2) && flags == 0 {
@@ -307,14 +316,26 @@ func (s *Stream) sendWindowUpdate() error {
 		return nil
 	}
 
-	// Burrow: a window the reader keeps up with grows. The SYN and ACK
-	// updates only start the first epoch.
+	// Burrow: a window the reader waits on grows; one it never waited on
+	// shrinks. The SYN and ACK updates only start the first epoch.
 	now := time.Now()
 	if flags == 0 {
 		s.consumed += uint64(delta)
-		delta += s.growWindowLocked(delta, now.Sub(s.epochStart))
+		if s.starved {
+			delta += s.growWindowLocked(delta, now.Sub(s.epochStart))
+		} else if shrunk := s.shrinkWindowLocked(); shrunk > 0 {
+			delta = 0
+			if held := bufLen + s.recvWindow; held < s.window {
+				delta = s.window - held
+			}
+		}
 	}
 	s.epochStart = now
+	s.starved = false
+	if delta == 0 && flags == 0 {
+		s.recvLock.Unlock()
+		return nil
+	}
 
 	// Update our window
 	s.recvWindow += delta
@@ -348,9 +369,16 @@ const growAfter = 2
 // the reader consumed a window's worth at the pace of growthRTTs round trips
 // or faster: here consumed bytes, at least half the window, in elapsed. It
 // asks the budget first and returns the growth. (Burrow)
+//
+// The reader must also have found the stream empty since the last update
+// (starved): a window is worth growing only while the reader waits for the
+// data it allows. A reader slower than the sender always finds data
+// waiting, and a larger window would only hold more of it unread: a relay
+// whose visitor reads at 50 MB/s from an agent that sends at 500 MB/s would
+// otherwise buffer the largest window for every such download.
 func (s *Stream) growWindowLocked(consumed uint32, elapsed time.Duration) uint32 {
 	limit := s.session.config.MaxStreamWindowSize
-	if s.freed || s.window >= limit || s.consumed < growAfter*uint64(s.session.config.initialWindow()) ||
+	if s.freed || !s.starved || s.window >= limit || s.consumed < growAfter*uint64(s.session.config.initialWindow()) ||
 		!keepsUp(consumed, s.window, elapsed, s.session.growthRTT()) {
 		return 0
 	}
@@ -363,6 +391,28 @@ func (s *Stream) growWindowLocked(consumed uint32, elapsed time.Duration) uint32
 	}
 	s.window += grow
 	return grow
+}
+
+// shrinkWindowLocked halves the receive window, down to the initial one,
+// and gives what it frees back to the budget; it returns by how much it
+// shrank. sendWindowUpdate calls it after an epoch in which the reader never
+// found the stream empty: the data was waiting for the reader, not the
+// reader for the data, so half the window would have done as well. A relay
+// whose visitor slows down (a video player that has buffered enough, a
+// seek read at playback speed) stops holding a large window of it unread;
+// should the reader wait again, the window grows again. (Burrow)
+func (s *Stream) shrinkWindowLocked() uint32 {
+	initial := s.session.config.initialWindow()
+	if s.window <= initial {
+		return 0
+	}
+	shrink := min(s.window/2, s.window-initial)
+	s.window -= shrink
+	if give := min(shrink, s.reserved); give > 0 {
+		s.reserved -= give
+		s.session.config.WindowBudget.Release(int(give))
+	}
+	return shrink
 }
 
 // keepsUp reports whether a reader that consumed bytes of a window in
@@ -619,9 +669,6 @@ func (s *Stream) readData(hdr header, flags uint16, conn io.Reader) error {
 		return nil
 	}
 
-	// Wrap in a limited reader
-	conn = &io.LimitedReader{R: conn, N: int64(length)}
-
 	// Copy into buffer
 	s.recvLock.Lock()
 
@@ -631,12 +678,8 @@ func (s *Stream) readData(hdr header, flags uint16, conn io.Reader) error {
 		return ErrRecvWindowExceeded
 	}
 
-	if s.recvBuf == nil {
-		// Allocate the receive buffer just-in-time to fit the full data frame.
-		// This way we can read in the whole packet without further allocations.
-		s.recvBuf = bytes.NewBuffer(make([]byte, 0, length))
-	}
-	copiedLength, err := io.Copy(s.recvBuf, conn)
+	// Burrow: into pooled chunks rather than a bytes.Buffer (recvbuf.go).
+	copiedLength, err := s.recvBuf.readFrom(conn, int(length))
 	if err != nil {
 		s.session.logger.Printf("[ERR] yamux: Failed to read stream data: %v", err)
 		s.recvLock.Unlock()
@@ -682,8 +725,8 @@ func (s *Stream) SetWriteDeadline(t time.Time) error {
 // the idle memory utilization.
 func (s *Stream) Shrink() {
 	s.recvLock.Lock()
-	if s.recvBuf != nil && s.recvBuf.Len() == 0 {
-		s.recvBuf = nil
+	if s.recvBuf.Len() == 0 {
+		s.recvBuf.release()
 	}
 	s.recvLock.Unlock()
 }
