@@ -39,6 +39,15 @@ func TestStalledVisitorsAreBounded(t *testing.T) {
 			heap0 := value(scrape(t, e.relayAdmin), "go_memstats_heap_inuse_bytes", nil)
 			sent0 := e.tunnelReceived()
 
+			// A neighbour from 127.0.0.2: first on an idle relay.
+			neighbour := clientFrom("127.0.0.2", e.publicAddr())
+			defer neighbour.CloseIdleConnections()
+			small := e.url("/files/small.bin")
+			idle := e.useSite(neighbour, small, time.Now().Add(2*time.Second), pid)
+			if idle.failures > 0 {
+				t.Fatalf("%d of %d requests failed on an idle relay", idle.failures, idle.asked)
+			}
+
 			// The attack: raw HTTP/1.1 requests for the large file from
 			// 127.0.0.1, never read.
 			d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}}
@@ -68,17 +77,13 @@ func TestStalledVisitorsAreBounded(t *testing.T) {
 			attacked := time.Now()
 
 			// Meanwhile, a neighbour from 127.0.0.2 uses the site.
-			neighbour := clientFrom("127.0.0.2", e.publicAddr())
-			defer neighbour.CloseIdleConnections()
 			t.Logf("%d attack connections made in %v", stalled, time.Since(window.Add(time.Second-stallTimeout)).Round(time.Millisecond))
-			use := e.useSite(neighbour, e.url("/files/small.bin"), window, pid)
+			use := e.useSite(neighbour, small, window, pid)
 			peak := use.peakRSS
 			sent := <-sentIn
-			t.Logf("%s: relay RSS %d MiB at rest, peak %d MiB with %d stalled visitors; the agent sent %d MiB up the tunnel within the stall timeout (the service wrote %d MiB into its socket); %d requests from another address, p50 %v, p99 %v",
-				tr, base>>20, peak>>20, stalled, sent>>20, e.originSent.Load()>>20, use.asked, use.percentile(50), use.percentile(99))
-			if use.failures > 0 {
-				t.Errorf("%d of %d requests from another address failed during the attack", use.failures, use.asked)
-			}
+			t.Logf("%s: relay RSS %d MiB at rest, peak %d MiB with %d stalled visitors; the agent sent %d MiB up the tunnel within the stall timeout",
+				tr, base>>20, peak>>20, stalled, sent>>20)
+			use.check(t, idle)
 			if peak-base > maxGrowth {
 				t.Errorf("relay RSS grew by %d MiB, want at most %d MiB", (peak-base)>>20, maxGrowth>>20)
 			}
@@ -192,6 +197,20 @@ func (e *env) useSite(c *http.Client, url string, until time.Time, pid int) site
 		time.Sleep(50 * time.Millisecond)
 	}
 	return u
+}
+
+// check fails t unless every request of u, made during an attack,
+// succeeded, with a p99 of at most 3× that of idle, made on an idle relay.
+func (u siteUse) check(t *testing.T, idle siteUse) {
+	t.Helper()
+	t.Logf("requests from another address: idle p50 %v p99 %v (%d); attacked p50 %v p99 %v (%d)",
+		idle.percentile(50), idle.percentile(99), idle.asked, u.percentile(50), u.percentile(99), u.asked)
+	if u.failures > 0 {
+		t.Errorf("%d of %d requests from another address failed during the attack", u.failures, u.asked)
+	}
+	if p99, limit := u.percentile(99), 3*idle.percentile(99); p99 > limit {
+		t.Errorf("requests from another address took %v (p99) during the attack, want at most %v (3× idle)", p99, limit)
+	}
 }
 
 // percentile is the p-th percentile of the successful requests' times.

@@ -18,7 +18,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -52,8 +51,6 @@ type env struct {
 
 	origin     *origin.Server
 	originAddr string
-	// originSent counts the bytes the origin wrote to the agent.
-	originSent atomic.Int64
 
 	// relayExtra is appended to relay.yaml (a limits section, say).
 	relayExtra string
@@ -160,11 +157,11 @@ func (e *env) startOrigin() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.origin = origin.New(origin.Options{LargeFileSize: largeSize})
+	e.origin = origin.New(origin.Options{LargeFileSize: largeSize, LargeFilePath: largeFilePath})
 	e.originAddr = ln.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- origin.Serve(ctx, countingListener{ln, &e.originSent}, e.origin) }()
+	go func() { done <- origin.Serve(ctx, ln, e.origin) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -360,31 +357,6 @@ func getJSON(t *testing.T, url string, v any) {
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		t.Fatalf("%s: %v", url, err)
 	}
-}
-
-// countingListener counts what its connections write.
-type countingListener struct {
-	net.Listener
-	n *atomic.Int64
-}
-
-func (l countingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return countingConn{c, l.n}, nil
-}
-
-type countingConn struct {
-	net.Conn
-	n *atomic.Int64
-}
-
-func (c countingConn) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
-	c.n.Add(int64(n))
-	return n, err
 }
 
 // proc is one running burrow process.

@@ -8,12 +8,19 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/burrow-tunnel/burrow/internal/origin"
 	"go.uber.org/goleak"
 )
 
 // burrowBin is the binary under test, built once by TestMain (without -race:
 // the processes are the product, the race detector watches this package).
 var burrowBin string
+
+// largeFilePath is the origin's /files/large.bin on disk, written once by
+// TestMain: the origin sends it as Stash sends a video, by sendfile, not by
+// computing and copying every byte (which, with two hundred stalled
+// downloads, made the test process itself the slowest part of the site).
+var largeFilePath string
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(withBinary{m}) }
 
@@ -31,6 +38,11 @@ func (w withBinary) Run() int {
 	burrowBin, err = buildBinary(dir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	largeFilePath = filepath.Join(dir, "large.bin")
+	if err := origin.WriteLargeFile(largeFilePath, largeSize); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: the origin's large file:", err)
 		return 1
 	}
 	return w.m.Run()

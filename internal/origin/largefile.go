@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"os"
 )
 
 // largeFileSeed keys the generator; changing it changes every test file, so don't.
@@ -139,4 +140,18 @@ func fillLarge(p []byte, off int64) {
 		binary.LittleEndian.PutUint64(b[:], largeWord(w))
 		copy(p, b[:])
 	}
+}
+
+// WriteLargeFile writes the size-byte test file to path, for
+// Options.LargeFilePath.
+func WriteLargeFile(path string, size int64) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.CopyBuffer(f, NewLargeFile(size), make([]byte, 1<<20)); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
 	"testing"
 )
 
@@ -82,5 +85,37 @@ func BenchmarkLargeFileRead(b *testing.B) {
 	b.SetBytes(int64(len(buf)))
 	for b.Loop() {
 		_, _ = f.Read(buf)
+	}
+}
+
+// A large file on disk (Options.LargeFilePath) is served with the same
+// bytes, validators and ranges as the computed one.
+func TestLargeFileFromDisk(t *testing.T) {
+	const size = 300_007
+	path := filepath.Join(t.TempDir(), "large.bin")
+	if err := WriteLargeFile(path, size); err != nil {
+		t.Fatal(err)
+	}
+	computed := New(Options{LargeFileSize: size})
+	onDisk := New(Options{LargeFileSize: size, LargeFilePath: path})
+	for _, rng := range []string{"", "bytes=0-0", "bytes=12345-", "bytes=-17"} {
+		var answers [2]*httptest.ResponseRecorder
+		for i, h := range []http.Handler{computed, onDisk} {
+			r := httptest.NewRequest(http.MethodGet, "/files/large.bin", nil)
+			if rng != "" {
+				r.Header.Set("Range", rng)
+			}
+			answers[i] = httptest.NewRecorder()
+			h.ServeHTTP(answers[i], r)
+		}
+		a, b := answers[0], answers[1]
+		if a.Code != b.Code || !bytes.Equal(a.Body.Bytes(), b.Body.Bytes()) || a.Header().Get("ETag") != b.Header().Get("ETag") ||
+			a.Header().Get("Content-Range") != b.Header().Get("Content-Range") {
+			t.Errorf("Range %q: on disk %d (%d bytes, %q), computed %d (%d bytes, %q)", rng,
+				b.Code, b.Body.Len(), b.Header().Get("Content-Range"), a.Code, a.Body.Len(), a.Header().Get("Content-Range"))
+		}
+	}
+	if err := WriteLargeFile(filepath.Join(t.TempDir(), "missing", "large.bin"), size); err == nil {
+		t.Error("WriteLargeFile into a missing directory succeeded")
 	}
 }

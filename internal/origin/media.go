@@ -4,6 +4,7 @@ import (
 	"bytes"
 	_ "embed"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 )
@@ -54,7 +55,18 @@ func (s *Server) serveScreenshot(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serveLargeFile(w http.ResponseWriter, r *http.Request) {
-	serveGenerated(w, r, s.opts.LargeFileSize)
+	if s.opts.LargeFilePath == "" {
+		serveGenerated(w, r, s.opts.LargeFileSize)
+		return
+	}
+	f, err := os.Open(s.opts.LargeFilePath)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	defer f.Close()
+	setFileHeaders(w, s.opts.LargeFileSize)
+	http.ServeContent(w, r, "", modTime, f)
 }
 
 func (s *Server) serveSmallFile(w http.ResponseWriter, r *http.Request) {
@@ -63,9 +75,14 @@ func (s *Server) serveSmallFile(w http.ResponseWriter, r *http.Request) {
 
 // serveGenerated serves the size-byte test file with Range support and an ETag.
 func serveGenerated(w http.ResponseWriter, r *http.Request, size int64) {
+	setFileHeaders(w, size)
+	http.ServeContent(w, r, "", modTime, NewLargeFile(size))
+}
+
+// setFileHeaders sets what both ways of serving the test file answer with.
+func setFileHeaders(w http.ResponseWriter, size int64) {
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("ETag", `"burrow-`+strconv.FormatInt(size, 10)+`"`)
-	http.ServeContent(w, r, "", modTime, NewLargeFile(size))
 }
 
 // serveTranscode simulates Stash's live ffmpeg transcode: 200, chunked, no

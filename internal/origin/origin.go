@@ -24,6 +24,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -42,7 +43,12 @@ const SmallFileSize = 1 << 10
 
 // Options configure a Server; the zero value is a Stash without a login.
 type Options struct {
-	LargeFileSize int64        // size of /files/large.bin; 0 means DefaultLargeFileSize
+	LargeFileSize int64 // size of /files/large.bin; 0 means DefaultLargeFileSize
+	// LargeFilePath, if set, is a file written by WriteLargeFile that
+	// /files/large.bin serves instead of computing its bytes, the way Stash
+	// serves a scene's video: from disk, which the kernel sends without
+	// copying it through the process (sendfile).
+	LargeFilePath string
 	RequireLogin  bool         // behave like a Stash with credentials set
 	APIKey        string       // accepted as ApiKey header or ?apikey= when RequireLogin
 	Username      string       // accepted by POST /login; "admin" when empty
@@ -207,6 +213,15 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 		w.status = http.StatusOK
 	}
 	return w.ResponseWriter.Write(p)
+}
+
+// ReadFrom lets a file reach the server's own ReadFrom, which sends it with
+// sendfile, as Stash's file server does.
+func (w *statusWriter) ReadFrom(r io.Reader) (int64, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return io.Copy(w.ResponseWriter, r)
 }
 
 // Flush is here for code that asserts http.Flusher instead of using a ResponseController.
