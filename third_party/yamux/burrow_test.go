@@ -220,6 +220,47 @@ func tuningConf() *Config {
 	return conf
 }
 
+// testConnDelayed is testConnTCP's pair with oneWay added to each direction
+// (Burrow): a path whose round trip a window must cover, which loopback's
+// microseconds are not.
+func testConnDelayed(t *testing.T, oneWay time.Duration) (io.ReadWriteCloser, io.ReadWriteCloser) {
+	a1, a2 := testConnTCP(t)
+	b1, b2 := testConnTCP(t)
+	delay := func(dst, src io.ReadWriteCloser) {
+		type chunk struct {
+			at time.Time
+			b  []byte
+		}
+		q := make(chan chunk, 1<<14)
+		go func() {
+			defer close(q)
+			for {
+				b := make([]byte, 64<<10)
+				n, err := src.Read(b)
+				if n > 0 {
+					q <- chunk{time.Now().Add(oneWay), b[:n]}
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+		go func() {
+			defer dst.Close() // the far end sees the close, after the data
+			for c := range q {
+				time.Sleep(time.Until(c.at))
+				if _, err := dst.Write(c.b); err != nil {
+					src.Close()
+					return
+				}
+			}
+		}()
+	}
+	delay(b1, a2)
+	delay(a2, b1)
+	return a1, b2
+}
+
 // windowOf reports a stream's receive window and what it holds unread.
 func windowOf(s *Stream) (window uint32, buffered int) {
 	s.recvLock.Lock()
@@ -343,12 +384,12 @@ func TestWindowStaysWhileReaderLags(t *testing.T) {
 	}
 }
 
-// A reader that keeps up over loopback TCP has its window grown to the
-// maximum, 16 MiB (more than 1 Gbit/s × 100 ms), within a bounded amount of
-// data: the doublings from 256 KiB take about 8 MiB.
+// A reader that keeps up with a sender held back by the window, over a path
+// with a 100 ms round trip, has its window grown to the maximum, 16 MiB (more
+// than 1 Gbit/s × 100 ms), within a bounded amount of data.
 func TestWindowGrowsWithFastReader(t *testing.T) {
 	conf := tuningConf()
-	c1, c2 := testConnTCP(t)
+	c1, c2 := testConnDelayed(t, 50*time.Millisecond)
 	client, server := testClientServerConfig(t, c1, c2, conf, conf.Clone())
 	st, peer := openPair(t, client, server)
 	werr := flood(peer)
@@ -361,12 +402,14 @@ func TestWindowGrowsWithFastReader(t *testing.T) {
 // A window that grew while its reader kept up shrinks back to the initial
 // window once the reader falls behind the sender, and gives the budget back:
 // a visitor whose player has buffered enough stops costing the relay the
-// largest window.
+// window it reached. (The largest window here is 2 MiB, so that the test
+// reads little: the window halves every two window updates.)
 func TestWindowShrinksWhenReaderFallsBehind(t *testing.T) {
 	budget := &testBudget{limit: 64 << 20}
 	conf := tuningConf()
+	conf.MaxStreamWindowSize = 2 << 20
 	conf.WindowBudget = budget
-	c1, c2 := testConnTCP(t)
+	c1, c2 := testConnDelayed(t, 50*time.Millisecond)
 	client, server := testClientServerConfig(t, c1, c2, conf, tuningConf())
 	st, peer := openPair(t, client, server)
 	werr := flood(peer)
@@ -374,10 +417,11 @@ func TestWindowShrinksWhenReaderFallsBehind(t *testing.T) {
 	if n := budget.inUse(); n == 0 {
 		t.Fatal("the window grew without asking the budget")
 	}
+	// 2 MB/s: less than the initial window per round trip.
 	buf := make([]byte, 64<<10)
 	var got int64
 	for w, _ := windowOf(st); w != initialStreamWindow; w, _ = windowOf(st) {
-		if got > 64<<20 {
+		if got > 16<<20 {
 			t.Fatalf("window still %d KiB after %d MiB read behind the sender", w>>10, got>>20)
 		}
 		n, err := io.ReadFull(st, buf)
@@ -385,7 +429,7 @@ func TestWindowShrinksWhenReaderFallsBehind(t *testing.T) {
 			t.Fatal(err)
 		}
 		got += int64(n)
-		time.Sleep(time.Millisecond)
+		time.Sleep(30 * time.Millisecond)
 	}
 	if n := budget.inUse(); n != 0 {
 		t.Errorf("budget has %d KiB in use with the window back at %d KiB, want 0", n>>10, initialStreamWindow>>10)
@@ -430,7 +474,7 @@ func TestWindowBudget(t *testing.T) {
 	budget := &testBudget{limit: int(initialStreamWindow)} // one doubling
 	conf := tuningConf()
 	conf.WindowBudget = budget
-	c1, c2 := testConnTCP(t)
+	c1, c2 := testConnDelayed(t, 50*time.Millisecond)
 	client, server := testClientServerConfig(t, c1, c2, conf, tuningConf())
 
 	first, firstPeer := openPair(t, client, server)
@@ -497,11 +541,11 @@ func TestKeepsUp(t *testing.T) {
 		elapsed  time.Duration
 		want     bool
 	}{
-		{w / 2, rtt, true},
-		{w / 2, 19 * rtt / 10, true},
-		{w / 2, 2 * rtt, false}, // half a window in two round trips is the limit
-		{w, 39 * rtt / 10, true},
-		{w, 4 * rtt, false},
+		{w / 2, rtt / 2, true},
+		{w / 2, 9 * rtt / 10, true},
+		{w / 2, rtt, false}, // half a window in one round trip is the limit
+		{w, 19 * rtt / 10, true},
+		{w, 2 * rtt, false},
 		{w / 2, time.Since(time.Time{}), false}, // no update sent yet
 	} {
 		if got := keepsUp(tc.consumed, w, tc.elapsed, rtt); got != tc.want {

@@ -54,6 +54,10 @@ type Stream struct {
 	// the stream back. A reader that always finds data waiting is the
 	// slower side, and a larger window would only buffer more.
 	starved bool
+	// calm counts the epochs in a row in which the reader never found the
+	// stream empty (Burrow): the window shrinks after two. One alone may be
+	// a burst that arrived while the reader was busy.
+	calm int
 	// reserved is what window took from Config.WindowBudget.
 	reserved uint32
 	// freed is set once the stream has left the session: its window is
@@ -322,8 +326,12 @@ func (s *Stream) sendWindowUpdate() error {
 	if flags == 0 {
 		s.consumed += uint64(delta)
 		if s.starved {
+			s.calm = 0
 			delta += s.growWindowLocked(delta, now.Sub(s.epochStart))
+		} else if s.calm++; s.calm < 2 {
+			// one calm epoch: see calm
 		} else if shrunk := s.shrinkWindowLocked(); shrunk > 0 {
+			s.calm = 0
 			delta = 0
 			if held := bufLen + s.recvWindow; held < s.window {
 				delta = s.window - held
@@ -355,9 +363,11 @@ func (s *Stream) sendWindowUpdate() error {
 
 // growthRTTs is how many round trips a reader may take to consume a window
 // that still grows (Burrow): a window-limited stream moves one window per
-// round trip, so a reader at a quarter of that pace or more is held back by
-// the window, not by itself.
-const growthRTTs = 4
+// round trip, so a reader at half that pace or more is held back by the
+// window, not by itself. (At 4, a stream on loopback, where the round trip
+// counts as minGrowthRTT, grew to the largest window at any pace above
+// about 200 MB/s, whether or not the window held it back.)
+const growthRTTs = 2
 
 // growAfter is how many initial windows a reader must have taken before its
 // window grows (Burrow). A reader that forwards to a client that has stopped
@@ -370,12 +380,13 @@ const growAfter = 2
 // or faster: here consumed bytes, at least half the window, in elapsed. It
 // asks the budget first and returns the growth. (Burrow)
 //
-// The reader must also have found the stream empty since the last update
-// (starved): a window is worth growing only while the reader waits for the
-// data it allows. A reader slower than the sender always finds data
-// waiting, and a larger window would only hold more of it unread: a relay
-// whose visitor reads at 50 MB/s from an agent that sends at 500 MB/s would
-// otherwise buffer the largest window for every such download.
+// sendWindowUpdate calls it only after an epoch in which the reader found
+// the stream empty (starved): a window is worth growing only while the
+// reader waits for the data it allows. A reader slower than the sender
+// always finds data waiting, and a larger window would only hold more of it
+// unread: a relay whose visitor reads at 50 MB/s from an agent that sends
+// at 500 MB/s would otherwise buffer the largest window for every such
+// download.
 func (s *Stream) growWindowLocked(consumed uint32, elapsed time.Duration) uint32 {
 	limit := s.session.config.MaxStreamWindowSize
 	if s.freed || !s.starved || s.window >= limit || s.consumed < growAfter*uint64(s.session.config.initialWindow()) ||
@@ -395,8 +406,9 @@ func (s *Stream) growWindowLocked(consumed uint32, elapsed time.Duration) uint32
 
 // shrinkWindowLocked halves the receive window, down to the initial one,
 // and gives what it frees back to the budget; it returns by how much it
-// shrank. sendWindowUpdate calls it after an epoch in which the reader never
-// found the stream empty: the data was waiting for the reader, not the
+// shrank. sendWindowUpdate calls it after two epochs in a row in which the
+// reader never found the stream empty (one may be a burst that arrived
+// while the reader was busy): the data was waiting for the reader, not the
 // reader for the data, so half the window would have done as well. A relay
 // whose visitor slows down (a video player that has buffered enough, a
 // seek read at playback speed) stops holding a large window of it unread;
