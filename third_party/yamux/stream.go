@@ -307,12 +307,7 @@ func (s *Stream) sendWindowUpdate() error {
 	var bufLen uint32
 	s.recvLock.Lock()
 	bufLen = uint32(s.recvBuf.Len())
-	// Burrow: a window that shrank may be below what is buffered and
-	// granted; then there is nothing to grant.
-	var delta uint32
-	if held := bufLen + s.recvWindow; held < s.window {
-		delta = s.window - held
-	}
+	delta := s.creditLocked(bufLen)
 
 	// Check if we can omit the update
 	if delta < (s.window/2) && flags == 0 {
@@ -328,14 +323,9 @@ func (s *Stream) sendWindowUpdate() error {
 		if s.starved {
 			s.calm = 0
 			delta += s.growWindowLocked(delta, now.Sub(s.epochStart))
-		} else if s.calm++; s.calm < 2 {
-			// one calm epoch: see calm
-		} else if shrunk := s.shrinkWindowLocked(); shrunk > 0 {
+		} else if s.calm++; s.calm >= 2 && s.shrinkWindowLocked() > 0 {
 			s.calm = 0
-			delta = 0
-			if held := bufLen + s.recvWindow; held < s.window {
-				delta = s.window - held
-			}
+			delta = s.creditLocked(bufLen)
 		}
 	}
 	s.epochStart = now
@@ -359,6 +349,16 @@ func (s *Stream) sendWindowUpdate() error {
 		return err
 	}
 	return nil
+}
+
+// creditLocked is what the peer may be granted now: the window less what is
+// buffered (bufLen) and already granted. A window that shrank may be below
+// that; then there is nothing to grant. (Burrow)
+func (s *Stream) creditLocked(bufLen uint32) uint32 {
+	if held := bufLen + s.recvWindow; held < s.window {
+		return s.window - held
+	}
+	return 0
 }
 
 // growthRTTs is how many round trips a reader may take to consume a window
