@@ -973,6 +973,19 @@ func TestHalfCloseSessionShutdown(t *testing.T) {
 		t.Fatalf("err: %v", err)
 	}
 
+	// Burrow: wait until the data has arrived. Closing a socket that holds
+	// unread data (the server's ACK or ping, not read yet) sends a TCP reset,
+	// and the kernel then drops what the server had not read from its socket:
+	// data still on the way is lost to TCP, not to yamux.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if _, buffered := windowOf(stream2.(*Stream)); int64(buffered) == dataSize {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the data did not arrive within 5 s")
+		}
+	}
+
 	// Shut down the session of the sending side. This should not cause reads
 	// to fail on the receiving side.
 	if err := client.Close(); err != nil {
