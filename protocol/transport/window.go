@@ -15,7 +15,11 @@ import (
 // (QUIC 1 MiB, on the relay's side relayStreamWindow; yamux 256 KiB) and
 // doubles only while its reader consumes a
 // window within a few round trips, so a visitor who asks for a video and
-// reads nothing holds the relay to the initial window, not 16 MiB.
+// reads nothing holds the relay to the initial window, not 16 MiB. A yamux
+// window also grows only while its reader waits for data, and halves again
+// while data waits for its reader (third_party/yamux/README.md): a download
+// whose visitor reads slower than the agent sends holds a small window, not
+// the largest it once reached.
 //
 // QUIC also caps what a connection's streams hold unread together. Data a
 // paused video's viewer does not read waits in the relay and counts against
