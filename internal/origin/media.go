@@ -3,6 +3,7 @@ package origin
 import (
 	"bytes"
 	_ "embed"
+	"io"
 	"net/http"
 	"os"
 	"strconv"
@@ -65,24 +66,24 @@ func (s *Server) serveLargeFile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
-	setFileHeaders(w, s.opts.LargeFileSize)
-	http.ServeContent(w, r, "", modTime, f)
+	serveFile(w, r, s.opts.LargeFileSize, f)
 }
 
 func (s *Server) serveSmallFile(w http.ResponseWriter, r *http.Request) {
 	serveGenerated(w, r, SmallFileSize)
 }
 
-// serveGenerated serves the size-byte test file with Range support and an ETag.
+// serveGenerated serves the size-byte test file, computed as it is read.
 func serveGenerated(w http.ResponseWriter, r *http.Request, size int64) {
-	setFileHeaders(w, size)
-	http.ServeContent(w, r, "", modTime, NewLargeFile(size))
+	serveFile(w, r, size, NewLargeFile(size))
 }
 
-// setFileHeaders sets what both ways of serving the test file answer with.
-func setFileHeaders(w http.ResponseWriter, size int64) {
+// serveFile serves content, the size-byte test file computed or on disk,
+// with Range support and an ETag.
+func serveFile(w http.ResponseWriter, r *http.Request, size int64, content io.ReadSeeker) {
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("ETag", `"burrow-`+strconv.FormatInt(size, 10)+`"`)
+	http.ServeContent(w, r, "", modTime, content)
 }
 
 // serveTranscode simulates Stash's live ffmpeg transcode: 200, chunked, no
