@@ -3,6 +3,7 @@ package yamux
 // Tests of Burrow's changes to yamux: see README.md.
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -590,4 +591,72 @@ func TestWindowStaysAfterBurst(t *testing.T) {
 		t.Errorf("window %d KiB after a burst of a window and a half, want it to stay at %d KiB", window>>10, initialStreamWindow>>10)
 	}
 	st.Reset()
+}
+
+// TestFINAfterResetKeepsSession: the peer's FIN or data may cross the RST of
+// a Reset, and the receive loop may have looked the stream up just before
+// Reset took it out of the session's map. Neither is a protocol error: the
+// session, and every other stream on it, goes on.
+func TestFINAfterResetKeepsSession(t *testing.T) {
+	client, server := testClientServer(t)
+	st, err := client.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Write([]byte("req")); err != nil {
+		t.Fatal(err)
+	}
+	peer, err := server.AcceptStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := peer.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	// What the receive loop does with frames it took for this stream
+	// before Reset removed it.
+	if err := peer.processFlags(flagFIN); err != nil {
+		t.Errorf("FIN after Reset: %v, want it ignored", err)
+	}
+	hdr := header(make([]byte, headerSize))
+	hdr.encode(typeData, flagFIN, peer.id, 5)
+	if err := peer.readData(hdr, flagFIN, bytes.NewReader([]byte("hello"))); err != nil {
+		t.Errorf("data and FIN after Reset: %v, want them dropped", err)
+	}
+	if n := peer.recvBuf.Len(); n != 0 {
+		t.Errorf("a reset stream kept %d bytes that arrived after the reset", n)
+	}
+	if server.IsClosed() || client.IsClosed() {
+		t.Fatal("a FIN after Reset ended the session")
+	}
+}
+
+// TestResetRacingPeerClose: a relay resets streams while agents close them
+// (a visitor leaves just as its answer ends). The session outlives all of it.
+func TestResetRacingPeerClose(t *testing.T) {
+	client, server := testClientServer(t)
+	for i := 0; i < 300; i++ {
+		st, err := client.OpenStream()
+		if err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+		if _, err := st.Write(make([]byte, 1000)); err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+		peer, err := server.AcceptStream()
+		if err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_, _ = peer.Write(make([]byte, 1000))
+			_ = peer.Close()
+		}()
+		_ = st.Reset()
+		<-done
+	}
+	if server.IsClosed() || client.IsClosed() {
+		t.Fatal("a peer's close crossing a reset ended the session")
+	}
 }

@@ -563,6 +563,7 @@ func (s *Stream) Reset() error {
 	}
 	s.state = streamReset
 	s.stateLock.Unlock()
+	s.dropUnread()
 	s.notifyWaiting()
 	s.session.closeStream(s.id)
 
@@ -571,6 +572,14 @@ func (s *Stream) Reset() error {
 	hdr := header(make([]byte, headerSize))
 	hdr.encode(typeWindowUpdate, flagRST, s.id, 0)
 	return s.session.sendNoWait(hdr)
+}
+
+// dropUnread gives back the chunks of data that no Read will return: a
+// reset stream's Read fails at once. (Burrow)
+func (s *Stream) dropUnread() {
+	s.recvLock.Lock()
+	s.recvBuf.release()
+	s.recvLock.Unlock()
 }
 
 // closeTimeout is called after StreamCloseTimeout during a close to
@@ -637,6 +646,11 @@ func (s *Stream) processFlags(flags uint16) error {
 			s.state = streamClosed
 			closeStream = true
 			s.notifyWaiting()
+		case streamReset, streamClosed:
+			// Burrow: the stream ended here (Reset, or the close timer)
+			// while the peer's FIN was on its way, or after the receive
+			// loop had looked the stream up. The FIN crossed our RST; it
+			// is not a protocol error that ends every stream of the session.
 		default:
 			s.session.logger.Printf("[ERR] yamux: unexpected FIN flag in state %d", s.state)
 			return ErrUnexpectedFlag
@@ -644,6 +658,7 @@ func (s *Stream) processFlags(flags uint16) error {
 	}
 	if flags&flagRST == flagRST {
 		s.state = streamReset
+		s.dropUnread()
 		closeStream = true
 		s.notifyWaiting()
 	}
@@ -679,6 +694,16 @@ func (s *Stream) readData(hdr header, flags uint16, conn io.Reader) error {
 	length := hdr.Length()
 	if length == 0 {
 		return nil
+	}
+
+	// Burrow: data that crossed our RST (or the close timer's) is dropped,
+	// not kept in chunks that no reader will ever release.
+	s.stateLock.Lock()
+	ended := s.state == streamReset || s.state == streamClosed
+	s.stateLock.Unlock()
+	if ended {
+		_, err := io.CopyN(io.Discard, conn, int64(length))
+		return err
 	}
 
 	// Copy into buffer
