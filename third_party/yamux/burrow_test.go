@@ -660,3 +660,27 @@ func TestResetRacingPeerClose(t *testing.T) {
 		t.Fatal("a peer's close crossing a reset ended the session")
 	}
 }
+
+// The round trip windows grow by is the least of the latest pings: pings
+// that queued behind data do not count, and an old sample ages out.
+func TestRTTIsLeastOfRecentPings(t *testing.T) {
+	var s Session
+	if got := s.growthRTT(); got != minGrowthRTT {
+		t.Errorf("before any ping: %v, want the floor %v", got, minGrowthRTT)
+	}
+	s.recordRTT(40 * time.Millisecond)
+	for i := 0; i < rttSamples-1; i++ {
+		s.recordRTT(time.Duration(60+i) * time.Millisecond) // queued behind data
+	}
+	if got := s.growthRTT(); got != 40*time.Millisecond {
+		t.Errorf("after a 40 ms ping and %d slower ones: %v, want 40ms", rttSamples-1, got)
+	}
+	s.recordRTT(90 * time.Millisecond) // the 40 ms sample ages out
+	if got := s.growthRTT(); got != 60*time.Millisecond {
+		t.Errorf("after %d slower pings: %v, want the least of them, 60ms", rttSamples, got)
+	}
+	s.recordRTT(50 * time.Microsecond) // loopback
+	if got := s.growthRTT(); got != minGrowthRTT {
+		t.Errorf("after a 50µs ping: %v, want the floor %v", got, minGrowthRTT)
+	}
+}

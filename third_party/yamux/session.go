@@ -48,10 +48,13 @@ type Session struct {
 	pingID   uint32
 	pingLock sync.Mutex
 
-	// rtt is the smoothed round-trip time that pings measured, in
+	// rtt is the least round-trip time of the last rttSamples pings, in
 	// nanoseconds; 0 until the first answer. Stream windows grow by it.
 	// (Burrow)
-	rtt atomic.Int64
+	rtt      atomic.Int64
+	rttLock  sync.Mutex
+	rttRing  [rttSamples]time.Duration // guarded by rttLock
+	rttCount int                       // samples recorded; guarded by rttLock
 
 	// streams maps a stream id to a stream, and inflight has an entry
 	// for any outgoing stream that has not yet been established. Both are
@@ -376,30 +379,39 @@ func (s *Session) Ping() (time.Duration, error) {
 	return rtt, nil
 }
 
-// recordRTT folds a ping's round trip into the session's smoothed RTT
-// (Burrow). An answer queues behind the peer's data, as a window update
-// does, so a busy session measures what a window has to cover.
+// rttSamples is how many of the latest pings the round-trip estimate
+// covers (Burrow): with a keepalive every 10 s, about a minute and a half.
+const rttSamples = 8
+
+// recordRTT adds a ping's round trip to the session's estimate, the least of
+// the latest rttSamples (Burrow). A ping under load waits behind the data
+// queued in both sessions and sockets; a window that covered that wait would
+// keep the queue full, and the queue would keep the wait long. The least
+// recent sample is the path's own round trip, as BBR's min_rtt is, and still
+// follows a path that got longer within rttSamples pings.
 func (s *Session) recordRTT(sample time.Duration) {
-	for {
-		old := s.rtt.Load()
-		next := int64(sample)
-		if old != 0 {
-			next = (old + next) / 2
-		}
-		if s.rtt.CompareAndSwap(old, next) {
-			return
+	s.rttLock.Lock()
+	defer s.rttLock.Unlock()
+	s.rttRing[s.rttCount%rttSamples] = sample
+	s.rttCount++
+	least := sample
+	for _, d := range s.rttRing[:minInt(s.rttCount, rttSamples)] {
+		if d < least {
+			least = d
 		}
 	}
+	s.rtt.Store(int64(least))
 }
 
-// minGrowthRTT is the least round-trip time windows grow by (Burrow). An idle
-// ping on loopback or a LAN takes tens of microseconds, while a window update
-// under load waits behind data in both sessions' queues and for the
-// scheduler: counted at its idle value, no reader could consume a window fast
-// enough to grow it. Over the Internet the measured RTT is larger and rules.
-// Until a ping has been answered, windows grow by this floor, which can only
-// undercount a real path and so grants less, never more.
-const minGrowthRTT = 10 * time.Millisecond
+// minGrowthRTT is the least round-trip time windows grow by (Burrow). A ping
+// on loopback takes tens of microseconds, and a scheduler that is a little
+// late would then decide whether a window grows. Below it, windows barely
+// need to: 256 KiB covers 1 Gbit/s × 2 ms. On loopback the 256 KiB to 1 MiB
+// this leaves move a single download as fast as 16 MiB did (Burrow's bench,
+// scenario 1), and a relay holds less of every download unread: with a
+// 10 ms floor, windows on loopback grew to 4 MiB at 200 MB/s. Until a ping has
+// been answered, windows grow by this floor.
+const minGrowthRTT = 500 * time.Microsecond
 
 // growthRTT is the round-trip time by which stream windows grow (Burrow).
 func (s *Session) growthRTT() time.Duration {

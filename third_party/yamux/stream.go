@@ -364,9 +364,9 @@ func (s *Stream) creditLocked(bufLen uint32) uint32 {
 // growthRTTs is how many round trips a reader may take to consume a window
 // that still grows (Burrow): a window-limited stream moves one window per
 // round trip, so a reader at half that pace or more is held back by the
-// window, not by itself. (At 4, a stream on loopback, where the round trip
-// counts as minGrowthRTT, grew to the largest window at any pace above
-// about 200 MB/s, whether or not the window held it back.)
+// window, not by itself. (At 4, with a 10 ms least round trip, a stream on
+// loopback grew to the largest window at any pace above about 200 MB/s,
+// whether or not the window held it back.)
 const growthRTTs = 2
 
 // growAfter is how many initial windows a reader must have taken before its
