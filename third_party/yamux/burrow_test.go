@@ -661,26 +661,63 @@ func TestResetRacingPeerClose(t *testing.T) {
 	}
 }
 
-// The round trip windows grow by is the least of the latest pings: pings
-// that queued behind data do not count, and an old sample ages out.
-func TestRTTIsLeastOfRecentPings(t *testing.T) {
+// The round trip windows grow by is what an idle ping measured, lowered by
+// any faster ping sent while data moved; a slower one, which waited behind
+// queued data, does not count.
+func TestRTTFromIdlePings(t *testing.T) {
 	var s Session
 	if got := s.growthRTT(); got != minGrowthRTT {
 		t.Errorf("before any ping: %v, want the floor %v", got, minGrowthRTT)
 	}
-	s.recordRTT(40 * time.Millisecond)
-	for i := 0; i < rttSamples-1; i++ {
-		s.recordRTT(time.Duration(60+i) * time.Millisecond) // queued behind data
+	s.recordRTT(60*time.Millisecond, false) // the first answer counts, busy or not
+	s.recordRTT(40*time.Millisecond, true)
+	for i := 0; i < 20; i++ {
+		s.recordRTT(time.Duration(60+i)*time.Millisecond, false) // queued behind data
 	}
 	if got := s.growthRTT(); got != 40*time.Millisecond {
-		t.Errorf("after a 40 ms ping and %d slower ones: %v, want 40ms", rttSamples-1, got)
+		t.Errorf("after an idle 40 ms ping and slower busy ones: %v, want 40ms", got)
 	}
-	s.recordRTT(90 * time.Millisecond) // the 40 ms sample ages out
-	if got := s.growthRTT(); got != 60*time.Millisecond {
-		t.Errorf("after %d slower pings: %v, want the least of them, 60ms", rttSamples, got)
+	s.recordRTT(35*time.Millisecond, false)
+	if got := s.growthRTT(); got != 35*time.Millisecond {
+		t.Errorf("after a faster busy ping: %v, want 35ms", got)
 	}
-	s.recordRTT(50 * time.Microsecond) // loopback
+	s.recordRTT(80*time.Millisecond, true) // the path got longer
+	if got := s.growthRTT(); got != 80*time.Millisecond {
+		t.Errorf("after an idle 80 ms ping: %v, want 80ms", got)
+	}
+	s.recordRTT(50*time.Microsecond, true) // loopback
 	if got := s.growthRTT(); got != minGrowthRTT {
 		t.Errorf("after a 50µs ping: %v, want the floor %v", got, minGrowthRTT)
+	}
+}
+
+// A ping sent while a stream moves data does not raise the estimate; one on
+// an idle session sets it.
+func TestPingWhileDataMovesOnlyLowers(t *testing.T) {
+	client, server := testClientServer(t)
+	client.rtt.Store(int64(time.Nanosecond)) // lower than any real ping
+	st, peer := openPair(t, client, server)
+	werr := flood(peer)
+	if _, err := io.CopyN(io.Discard, st, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Ping(); err != nil {
+		t.Fatal(err)
+	}
+	if got := time.Duration(client.rtt.Load()); got != time.Nanosecond {
+		t.Errorf("a ping while data moved set the estimate to %v", got)
+	}
+	st.Reset()
+	<-werr
+	// Nothing moves now, once what was in flight has arrived: one of a few
+	// pings is idle.
+	for i := 0; time.Duration(client.rtt.Load()) == time.Nanosecond; i++ {
+		if i == 10 {
+			t.Fatal("ten pings on an idle session left the estimate where it was")
+		}
+		time.Sleep(10 * time.Millisecond)
+		if _, err := client.Ping(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -237,6 +237,9 @@ START:
 
 	// Send the header
 	s.sendHdr.encode(typeData, flags, s.id, max)
+	if max > 0 {
+		s.session.dataFrames.Add(1) // Burrow: see recordRTT
+	}
 	if err = s.session.waitForSendErr(s.sendHdr, body, s.sendErr); err != nil {
 		if errors.Is(err, ErrSessionShutdown) || errors.Is(err, ErrConnectionWriteTimeout) {
 			// Message left in ready queue, header re-use is unsafe.
