@@ -176,8 +176,8 @@ type siteUse struct {
 }
 
 // useSite requests url with c at least 20 times and until until, one every
-// 50 ms, as a visitor browsing the site, and samples the RSS of the relay
-// (process pid) meanwhile.
+// siteUsePause, as a visitor browsing the site, and samples the RSS of the
+// relay (process pid) meanwhile.
 func (e *env) useSite(c *http.Client, url string, until time.Time, pid int) siteUse {
 	t := e.t
 	t.Helper()
@@ -196,16 +196,21 @@ func (e *env) useSite(c *http.Client, url string, until time.Time, pid int) site
 			u.took = append(u.took, took)
 		}
 		u.peakRSS = max(u.peakRSS, rssOf(t, pid))
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(siteUsePause)
 	}
 	return u
 }
 
+// siteUsePause is the pause between a neighbour's requests: about 400 over
+// a stall timeout, so that a p99 is not the second-slowest of 170 requests,
+// where the one request sent while the relay takes in a thousand attack
+// requests (20–40 ms) and one scheduler hiccup of the kind idle runs also
+// show (7–13 ms, once in 170 requests in about a third of the runs) decided it.
+const siteUsePause = 20 * time.Millisecond
+
 // check logs u, requests made during an attack, beside idle, made on an
 // idle relay, and fails t unless every request of u succeeded with a median
-// of at most 3× idle's. The p99 is logged, not asserted: on a two-core
-// machine the attack usually keeps it within 3× idle (4–8 ms against 2–5 ms),
-// but about one run in three has one or two requests at 7–30 ms.
+// and a p99 of at most 3× idle's.
 func (u siteUse) check(t *testing.T, idle siteUse) {
 	t.Helper()
 	t.Logf("requests from another address: idle p50 %v p99 %v (%d); attacked p50 %v p99 %v (%d)",
@@ -213,8 +218,10 @@ func (u siteUse) check(t *testing.T, idle siteUse) {
 	if u.failures > 0 {
 		t.Errorf("%d of %d requests from another address failed during the attack", u.failures, u.asked)
 	}
-	if p50, limit := u.percentile(50), 3*idle.percentile(50); p50 > limit {
-		t.Errorf("requests from another address took %v (median) during the attack, want at most %v (3× idle)", p50, limit)
+	for _, p := range []int{50, 99} {
+		if got, limit := u.percentile(p), 3*idle.percentile(p); got > limit {
+			t.Errorf("requests from another address took %v (p%d) during the attack, want at most %v (3× idle)", got, p, limit)
+		}
 	}
 }
 
