@@ -147,7 +147,7 @@ func (e *env) launch(https bool) {
 		e.client = newClient(e.publicAddr())
 		e.relay = e.start("relay", e.relayLog, "relay", "--config", e.relayConfig)
 		e.agent = e.start("agent", e.agentLog, "agent", "--config", e.agentConfig)
-		d, err := e.waitReady(readyTimeout)
+		d, err := e.waitReadyWhile(readyTimeout, e.relay, e.agent)
 		if err == nil {
 			break
 		}
@@ -284,6 +284,12 @@ routes:
 // waiting for the previous one, so an attempt that hangs on a dead session
 // does not inflate the figure.
 func (e *env) waitReady(timeout time.Duration) (time.Duration, error) {
+	return e.waitReadyWhile(timeout, nil, nil)
+}
+
+// waitReadyWhile is waitReady that gives up as soon as relay or agent (if
+// not nil) has exited: a process that exited at its start will not serve.
+func (e *env) waitReadyWhile(timeout time.Duration, relay, agent *proc) (time.Duration, error) {
 	const every, attemptTimeout = 50 * time.Millisecond, time.Second
 	start := time.Now()
 	type result struct {
@@ -312,13 +318,13 @@ func (e *env) waitReady(timeout time.Duration) (time.Duration, error) {
 	defer tick.Stop()
 	launch()
 	var last error
-	relayExit, agentExit := exited(e.relay), exited(e.agent)
+	relayExit, agentExit := exited(relay), exited(agent)
 	for {
 		select {
 		case <-relayExit:
-			return time.Since(start), fmt.Errorf("the relay exited: %v", e.relay.err)
+			return time.Since(start), fmt.Errorf("the relay exited: %v", relay.err)
 		case <-agentExit:
-			return time.Since(start), fmt.Errorf("the agent exited: %v", e.agent.err)
+			return time.Since(start), fmt.Errorf("the agent exited: %v", agent.err)
 		case r := <-results:
 			if r.err == nil {
 				return r.at.Sub(start), nil
