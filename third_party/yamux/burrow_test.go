@@ -632,6 +632,26 @@ func TestFINAfterResetKeepsSession(t *testing.T) {
 	}
 }
 
+// A FIN that comes with data ends the stream after that data, here one
+// whose own side was already closed: the data is kept for the reader, then
+// EOF.
+func TestDataWithFINIsKept(t *testing.T) {
+	client, server := testClientServer(t)
+	_, peer := openPair(t, client, server)
+	if err := peer.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	hdr := header(make([]byte, headerSize))
+	hdr.encode(typeData, flagFIN, peer.id, 5)
+	if err := peer.readData(hdr, flagFIN, bytes.NewReader([]byte("hello"))); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(peer)
+	if err != nil || string(got) != "hello" {
+		t.Errorf("read %q, %v; want the frame's data, then EOF", got, err)
+	}
+}
+
 // TestResetRacingPeerClose: a relay resets streams while agents close them
 // (a visitor leaves just as its answer ends). The session outlives all of it.
 func TestResetRacingPeerClose(t *testing.T) {

@@ -689,6 +689,14 @@ func (s *Stream) incrSendWindow(hdr header, flags uint16) error {
 
 // readData is used to handle a data frame
 func (s *Stream) readData(hdr header, flags uint16, conn io.Reader) error {
+	// Burrow: data that crossed our RST (or the close timer's) is dropped,
+	// not kept in chunks that no reader will ever release. Whether the
+	// stream had ended is read before this frame's own flags: a FIN that
+	// comes with data ends the stream after that data, which is kept.
+	s.stateLock.Lock()
+	ended := s.state == streamReset || s.state == streamClosed
+	s.stateLock.Unlock()
+
 	if err := s.processFlags(flags); err != nil {
 		return err
 	}
@@ -698,12 +706,11 @@ func (s *Stream) readData(hdr header, flags uint16, conn io.Reader) error {
 	if length == 0 {
 		return nil
 	}
-
-	// Burrow: data that crossed our RST (or the close timer's) is dropped,
-	// not kept in chunks that no reader will ever release.
-	s.stateLock.Lock()
-	ended := s.state == streamReset || s.state == streamClosed
-	s.stateLock.Unlock()
+	if !ended { // an RST with the data voids it too
+		s.stateLock.Lock()
+		ended = s.state == streamReset
+		s.stateLock.Unlock()
+	}
 	if ended {
 		_, err := io.CopyN(io.Discard, conn, int64(length))
 		return err
