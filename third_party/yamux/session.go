@@ -50,10 +50,13 @@ type Session struct {
 
 	// rtt is the round-trip time stream windows grow by, in nanoseconds
 	// (see recordRTT); 0 until the first answer. dataFrames counts the
-	// data frames sent and received, so that Ping knows whether data moved
-	// while it waited. (Burrow)
+	// data frames sent and received, and lastData is when the last one
+	// moved (since born), so that Ping knows whether data moved while it
+	// waited or shortly before. (Burrow)
 	rtt        atomic.Int64
 	dataFrames atomic.Uint64
+	lastData   atomic.Int64
+	born       time.Time
 
 	// streams maps a stream id to a stream, and inflight has an entry
 	// for any outgoing stream that has not yet been established. Both are
@@ -120,6 +123,7 @@ func newSession(config *Config, conn io.ReadWriteCloser, client bool) *Session {
 		recvDoneCh: make(chan struct{}),
 		sendDoneCh: make(chan struct{}),
 		shutdownCh: make(chan struct{}),
+		born:       time.Now(),
 	}
 	if client {
 		s.nextStreamID = 1
@@ -353,7 +357,10 @@ func (s *Session) Ping() (time.Duration, error) {
 	s.pingLock.Unlock()
 
 	// Send the ping request
-	moved := s.dataFrames.Load() // Burrow: see recordRTT
+	// Burrow: whether data moved during the ping or within quietBeforePing
+	// of it (see recordRTT).
+	moved := s.dataFrames.Load()
+	quiet := moved == 0 || time.Since(s.born)-time.Duration(s.lastData.Load()) >= quietBeforePing
 	hdr := header(make([]byte, headerSize))
 	hdr.encode(typePing, flagSYN, 0, id)
 	if err := s.waitForSend(hdr, nil); err != nil {
@@ -375,13 +382,24 @@ func (s *Session) Ping() (time.Duration, error) {
 
 	// Compute the RTT
 	rtt := time.Since(start)
-	s.recordRTT(rtt, s.dataFrames.Load() == moved)
+	s.recordRTT(rtt, quiet && s.dataFrames.Load() == moved)
 	return rtt, nil
 }
 
+// quietBeforePing is how long no data frame may have moved before a ping
+// for it to count as idle (Burrow): data sent just before it may still wait
+// in the sockets and on the path, ahead of the ping.
+const quietBeforePing = time.Second
+
+// noteData records that a data frame moved, either way (Burrow).
+func (s *Session) noteData() {
+	s.dataFrames.Add(1)
+	s.lastData.Store(int64(time.Since(s.born)))
+}
+
 // recordRTT folds a ping's round trip into the estimate windows grow by
-// (Burrow). A ping during which no data moved measures the path, and
-// replaces the estimate; one sent while data moved waited behind the data
+// (Burrow). A ping during which no data moved, nor within quietBeforePing
+// before it, measures the path, and replaces the estimate; one sent while data moved waited behind the data
 // queued in both sessions and sockets (8–15 ms on loopback in Burrow's soak,
 // against 0.1 ms idle), and only lowers it. A window sized to cover that wait
 // would keep the queue full, and the full queue would keep the wait long. So
@@ -645,7 +663,7 @@ func (s *Session) handleStreamMessage(hdr header) error {
 	}
 
 	if hdr.MsgType() == typeData && hdr.Length() > 0 {
-		s.dataFrames.Add(1) // Burrow: see recordRTT
+		s.noteData() // Burrow: see recordRTT
 	}
 
 	// Get the stream

@@ -63,6 +63,9 @@ type Stream struct {
 	// freed is set once the stream has left the session: its window is
 	// given back and grows no more.
 	freed bool
+	// dropped is set once a reset has given the unread data back (Burrow):
+	// what arrives later is discarded, not buffered for no reader.
+	dropped bool
 
 	controlHdr     header
 	controlErr     chan error
@@ -238,7 +241,7 @@ START:
 	// Send the header
 	s.sendHdr.encode(typeData, flags, s.id, max)
 	if max > 0 {
-		s.session.dataFrames.Add(1) // Burrow: see recordRTT
+		s.session.noteData() // Burrow: see recordRTT
 	}
 	if err = s.session.waitForSendErr(s.sendHdr, body, s.sendErr); err != nil {
 		if errors.Is(err, ErrSessionShutdown) || errors.Is(err, ErrConnectionWriteTimeout) {
@@ -582,6 +585,7 @@ func (s *Stream) Reset() error {
 func (s *Stream) dropUnread() {
 	s.recvLock.Lock()
 	s.recvBuf.release()
+	s.dropped = true
 	s.recvLock.Unlock()
 }
 
@@ -706,11 +710,6 @@ func (s *Stream) readData(hdr header, flags uint16, conn io.Reader) error {
 	if length == 0 {
 		return nil
 	}
-	if !ended { // an RST with the data voids it too
-		s.stateLock.Lock()
-		ended = s.state == streamReset
-		s.stateLock.Unlock()
-	}
 	if ended {
 		_, err := io.CopyN(io.Discard, conn, int64(length))
 		return err
@@ -718,6 +717,12 @@ func (s *Stream) readData(hdr header, flags uint16, conn io.Reader) error {
 
 	// Copy into buffer
 	s.recvLock.Lock()
+	if s.dropped {
+		// Reset, or an RST with this data, came after the check above.
+		s.recvLock.Unlock()
+		_, err := io.CopyN(io.Discard, conn, int64(length))
+		return err
+	}
 
 	if length > s.recvWindow {
 		s.session.logger.Printf("[ERR] yamux: receive window exceeded (stream: %d, remain: %d, recv: %d)", s.id, s.recvWindow, length)
