@@ -49,14 +49,12 @@ type Session struct {
 	pingLock sync.Mutex
 
 	// rtt is the round-trip time stream windows grow by, in nanoseconds
-	// (see recordRTT); 0 until the first answer. dataFrames counts the
-	// data frames sent and received, and lastData is when the last one
-	// moved (since born), so that Ping knows whether data moved while it
-	// waited or shortly before. (Burrow)
-	rtt        atomic.Int64
-	dataFrames atomic.Uint64
-	lastData   atomic.Int64
-	born       time.Time
+	// (see recordRTT); 0 until the first answer. lastData is when a data
+	// frame last moved either way (since born; 0 for never), so that Ping
+	// knows whether data moved while it waited or shortly before. (Burrow)
+	rtt      atomic.Int64
+	lastData atomic.Int64
+	born     time.Time
 
 	// streams maps a stream id to a stream, and inflight has an entry
 	// for any outgoing stream that has not yet been established. Both are
@@ -357,10 +355,7 @@ func (s *Session) Ping() (time.Duration, error) {
 	s.pingLock.Unlock()
 
 	// Send the ping request
-	// Burrow: whether data moved during the ping or within quietBeforePing
-	// of it (see recordRTT).
-	moved := s.dataFrames.Load()
-	quiet := moved == 0 || time.Since(s.born)-time.Duration(s.lastData.Load()) >= quietBeforePing
+	sent := time.Since(s.born) // Burrow: see recordRTT
 	hdr := header(make([]byte, headerSize))
 	hdr.encode(typePing, flagSYN, 0, id)
 	if err := s.waitForSend(hdr, nil); err != nil {
@@ -382,7 +377,8 @@ func (s *Session) Ping() (time.Duration, error) {
 
 	// Compute the RTT
 	rtt := time.Since(start)
-	s.recordRTT(rtt, quiet && s.dataFrames.Load() == moved)
+	last := time.Duration(s.lastData.Load())
+	s.recordRTT(rtt, last == 0 || last <= sent-quietBeforePing)
 	return rtt, nil
 }
 
@@ -393,8 +389,11 @@ const quietBeforePing = time.Second
 
 // noteData records that a data frame moved, either way (Burrow).
 func (s *Session) noteData() {
-	s.dataFrames.Add(1)
-	s.lastData.Store(int64(time.Since(s.born)))
+	at := int64(time.Since(s.born))
+	if at == 0 {
+		at = 1 // 0 means never
+	}
+	s.lastData.Store(at)
 }
 
 // recordRTT folds a ping's round trip into the estimate windows grow by

@@ -693,14 +693,6 @@ func (s *Stream) incrSendWindow(hdr header, flags uint16) error {
 
 // readData is used to handle a data frame
 func (s *Stream) readData(hdr header, flags uint16, conn io.Reader) error {
-	// Burrow: data that crossed our RST (or the close timer's) is dropped,
-	// not kept in chunks that no reader will ever release. Whether the
-	// stream had ended is read before this frame's own flags: a FIN that
-	// comes with data ends the stream after that data, which is kept.
-	s.stateLock.Lock()
-	ended := s.state == streamReset || s.state == streamClosed
-	s.stateLock.Unlock()
-
 	if err := s.processFlags(flags); err != nil {
 		return err
 	}
@@ -710,15 +702,12 @@ func (s *Stream) readData(hdr header, flags uint16, conn io.Reader) error {
 	if length == 0 {
 		return nil
 	}
-	if ended {
-		_, err := io.CopyN(io.Discard, conn, int64(length))
-		return err
-	}
-
 	// Copy into buffer
 	s.recvLock.Lock()
 	if s.dropped {
-		// Reset, or an RST with this data, came after the check above.
+		// Burrow: the data crossed our RST, or came with the peer's: no
+		// reader will take it, so it is not kept in chunks. (A FIN that
+		// comes with data ends the stream after that data, which is kept.)
 		s.recvLock.Unlock()
 		_, err := io.CopyN(io.Discard, conn, int64(length))
 		return err
