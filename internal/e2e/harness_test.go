@@ -145,8 +145,8 @@ func (e *env) launch(https bool) {
 		e.pickPorts(https)
 		e.writeConfigs()
 		e.client = newClient(e.publicAddr())
-		e.relay = e.start("relay", e.relayLog, "relay", "--config", e.relayConfig)
-		e.agent = e.start("agent", e.agentLog, "agent", "--config", e.agentConfig)
+		e.restartRelay()
+		e.restartAgent()
 		d, err := e.waitReadyWhile(readyTimeout, e.relay, e.agent)
 		if err == nil {
 			break
