@@ -34,11 +34,23 @@ type logFile struct {
 	Access bool `mapstructure:"access"`
 }
 
+// procFile is what both files set for the process rather than for the
+// daemon in it: the log section and cpus.
+type procFile struct {
+	Log logFile
+	// CPUs is how many CPUs the process runs Go code on at once
+	// (GOMAXPROCS); 0 is every CPU the machine grants it. See applyCPUs.
+	CPUs int
+}
+
 // relayFile is relay.yaml.
 type relayFile struct {
 	relay.Config `mapstructure:",squash"`
 	Log          logFile `mapstructure:"log"`
+	CPUs         int     `mapstructure:"cpus"`
 }
+
+func (f *relayFile) proc() procFile { return procFile{Log: f.Log, CPUs: f.CPUs} }
 
 // agentFile is agent.yaml.
 type agentFile struct {
@@ -49,7 +61,10 @@ type agentFile struct {
 	TokenFile string      `mapstructure:"token_file"`
 	Routes    []routeFile `mapstructure:"routes"`
 	Log       logFile     `mapstructure:"log"`
+	CPUs      int         `mapstructure:"cpus"`
 }
+
+func (f *agentFile) proc() procFile { return procFile{Log: f.Log, CPUs: f.CPUs} }
 
 // relayList is agent.yaml's relay: one address, or a list.
 type relayList []string
@@ -73,7 +88,7 @@ func relayDefaults() relayFile {
 			Admin:         admin.Config{Listen: relay.DefaultAdminListen},
 			ShutdownGrace: 30 * time.Second,
 		},
-		Log: logFile{Level: "info", Format: "text"},
+		Log: logFile{Level: "info", Format: "text"}, CPUs: defaultCPUs,
 	}
 }
 
@@ -82,7 +97,7 @@ func agentDefaults() agentFile {
 		Config: agent.Config{Transport: agent.TransportAuto, LossCheck: agent.DefaultLossCheck,
 			ConnectionsPerRelay: 1, RelayRefresh: agent.DefaultRelayRefresh,
 			Admin: admin.Config{Listen: agent.DefaultAdminListen}, ShutdownGrace: 30 * time.Second},
-		Log: logFile{Level: "info", Format: "text"},
+		Log: logFile{Level: "info", Format: "text"}, CPUs: defaultCPUs,
 	}
 }
 
@@ -191,41 +206,41 @@ func fieldErrors(err error) config.Errors {
 	return config.Errors{err}
 }
 
-func loadRelayConfig(path string) (relay.Config, logFile, error) {
+func loadRelayConfig(path string) (relay.Config, procFile, error) {
 	path, err := configPath(path, "relay.yaml")
 	if err != nil {
-		return relay.Config{}, logFile{}, err
+		return relay.Config{}, procFile{}, err
 	}
 	f := relayDefaults()
 	if err := loadFile(path, &f); err != nil {
-		return relay.Config{}, logFile{}, err
+		return relay.Config{}, procFile{}, err
 	}
-	if err := fromEnvironment(path, config.InFile(path, errors.Join(checkLog(f.Log), f.Validate(), checkRelayFile(&f)))); err != nil {
-		return relay.Config{}, logFile{}, err
+	if err := fromEnvironment(path, config.InFile(path, errors.Join(f.proc().check(), f.Validate(), checkRelayFile(&f)))); err != nil {
+		return relay.Config{}, procFile{}, err
 	}
 	f.Config.AccessLog = f.Log.Access
-	return f.Config, f.Log, nil
+	return f.Config, f.proc(), nil
 }
 
-func loadAgentConfig(path string) (agent.Config, logFile, error) {
+func loadAgentConfig(path string) (agent.Config, procFile, error) {
 	cfg, lf, _, err := loadAgentFile(path)
 	return cfg, lf, err
 }
 
 // loadAgentFile is loadAgentConfig that also returns the file holding the
 // token (see resolveToken).
-func loadAgentFile(path string) (agent.Config, logFile, tokenSource, error) {
+func loadAgentFile(path string) (agent.Config, procFile, tokenSource, error) {
 	path, err := configPath(path, "agent.yaml")
 	if err != nil {
-		return agent.Config{}, logFile{}, tokenSource{}, err
+		return agent.Config{}, procFile{}, tokenSource{}, err
 	}
 	f := agentDefaults()
 	if err := loadFile(path, &f); err != nil {
-		return agent.Config{}, logFile{}, tokenSource{}, err
+		return agent.Config{}, procFile{}, tokenSource{}, err
 	}
 	token, err := resolveToken(path, &f)
 	if err != nil {
-		return agent.Config{}, logFile{}, tokenSource{}, config.InFile(path, err)
+		return agent.Config{}, procFile{}, tokenSource{}, config.InFile(path, err)
 	}
 	if len(f.Relay) > 0 {
 		f.Config.Relay, f.Config.Relays = f.Relay[0], f.Relay[1:]
@@ -234,10 +249,10 @@ func loadAgentFile(path string) (agent.Config, logFile, tokenSource, error) {
 		r.StashConfigFile = r.Stash.ConfigFile
 		f.Config.Routes = append(f.Config.Routes, r.Route)
 	}
-	if err := fromEnvironment(path, config.InFile(path, errors.Join(checkLog(f.Log), f.Validate(), checkAgentFile(&f)))); err != nil {
-		return agent.Config{}, logFile{}, tokenSource{}, err
+	if err := fromEnvironment(path, config.InFile(path, errors.Join(f.proc().check(), f.Validate(), checkAgentFile(&f)))); err != nil {
+		return agent.Config{}, procFile{}, tokenSource{}, err
 	}
-	return f.Config, f.Log, token, nil
+	return f.Config, f.proc(), token, nil
 }
 
 func checkLog(l logFile) error {

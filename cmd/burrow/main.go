@@ -13,8 +13,10 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -126,7 +128,7 @@ func newRelayCmd() *cobra.Command {
 func newAgentCmd() *cobra.Command {
 	// Where the token came from, as last loaded; checked once, at start.
 	var token tokenSource
-	load := func(path string) (agent.Config, logFile, error) {
+	load := func(path string) (agent.Config, procFile, error) {
 		cfg, lf, src, err := loadAgentFile(path)
 		token = src
 		return cfg, lf, err
@@ -153,7 +155,7 @@ type reloader[C any] interface {
 // reloads the file: log.level applies at once, the rest as the daemon's
 // Reload says; a file that does not load is refused and logged, and the
 // config in force stays.
-func daemonCmd[C any](use, short string, load func(path string) (C, logFile, error), start func(C, *slog.Logger) (runner, error)) *cobra.Command {
+func daemonCmd[C any](use, short string, load func(path string) (C, procFile, error), start func(C, *slog.Logger) (runner, error)) *cobra.Command {
 	var path string
 	c := &cobra.Command{
 		Use:   use,
@@ -165,12 +167,13 @@ func daemonCmd[C any](use, short string, load func(path string) (C, logFile, err
 			if err != nil {
 				return err
 			}
-			cfg, lf, err := load(path)
+			cfg, pf, err := load(path)
 			if err != nil {
 				return err
 			}
 			level := new(slog.LevelVar)
-			log := newLogger(lf, level)
+			log := newLogger(pf.Log, level)
+			log.Info("running Go code on "+strconv.Itoa(applyCPUs(pf.CPUs))+" CPU(s) at once (cpus)", "machine", runtime.NumCPU())
 			r, err := start(cfg, log)
 			if err != nil {
 				return err
@@ -202,14 +205,14 @@ func daemonCmd[C any](use, short string, load func(path string) (C, logFile, err
 }
 
 // reload rereads the config file at path and hands it to the daemon r.
-func reload[C any](log *slog.Logger, level *slog.LevelVar, path string, load func(path string) (C, logFile, error), r runner) {
+func reload[C any](log *slog.Logger, level *slog.LevelVar, path string, load func(path string) (C, procFile, error), r runner) {
 	log.Info("SIGHUP: reloading the config", "file", path)
 	rl, ok := r.(reloader[C])
 	if !ok {
 		log.Warn("config reload: this daemon takes no new config; restart it")
 		return
 	}
-	cfg, lf, err := load(path)
+	cfg, pf, err := load(path)
 	if err == nil {
 		err = rl.Reload(cfg)
 	}
@@ -217,7 +220,8 @@ func reload[C any](log *slog.Logger, level *slog.LevelVar, path string, load fun
 		log.Error("config reload refused; the config in force stays", "err", err)
 		return
 	}
-	_ = level.UnmarshalText([]byte(lf.Level))
+	_ = level.UnmarshalText([]byte(pf.Log.Level))
+	applyCPUs(pf.CPUs)
 }
 
 func newTokenCmd() *cobra.Command {
