@@ -108,7 +108,7 @@ func TestDefaultsAndDecodedValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	if rc.Tunnel.Listen != ":7835" || rc.Public.HTTP != ":80" || rc.Public.HTTPS != "" || !rc.Public.RedirectHTTP ||
-		rc.StateDir != "/var/lib/burrow" || rl != (procFile{Log: logFile{Level: "info", Format: "text"}, CPUs: 1}) {
+		rc.StateDir != "/var/lib/burrow" || rl != (procFile{Log: logFile{Level: "info", Format: "text"}, CPUs: 0}) {
 		t.Errorf("relay defaults: %+v %+v", rc, rl)
 	}
 	want := []netip.Prefix{netip.MustParsePrefix("10.0.0.1/32"), netip.MustParsePrefix("192.168.0.0/16")}

@@ -8,17 +8,22 @@ import (
 	"github.com/burrow-tunnel/burrow/internal/config"
 )
 
-// defaultCPUs is cpus when a file leaves it out. A proxied byte passes a
-// chain of goroutines (socket, TLS, tunnel stream, socket), each waking the
-// next. On one CPU the runtime runs the next one on the same thread; on more,
-// it wakes another thread for it, and the threads sleep and wake a hundred
-// thousand times a second. On two CPUs one download over TCP+yamux moved
-// 806 MB/s with 2.0 CPU-seconds per GiB (relay and agent) on one CPU each,
-// against 584 MB/s and 2.5 s on both; over QUIC, 455 against 326 MB/s
-// (`make bench`, scenario 1). One CPU moves more than a gigabit link carries,
-// HTTPS included; a relay serving many visitors at once on a large machine
-// may set more.
-const defaultCPUs = 1
+// agentDefaultCPUs is the agent's cpus when its file leaves it out. The
+// agent is a pipeline: a byte from the service passes a chain of goroutines
+// (socket, tunnel stream, TLS, socket), each waking the next. On one CPU the
+// runtime runs the next one on the same thread; on more it wakes another
+// thread for it, and the threads sleep and wake tens of thousands of times a
+// second. One CPU moves more than a gigabit uplink carries.
+const agentDefaultCPUs = 1
+
+// relayDefaultCPUs is the relay's: every CPU. The relay answers the public,
+// and on one CPU a burst of work (a thousand requests at once, a tunnel
+// pouring in the first windows of a hundred streams) holds up everyone
+// else's requests: the runtime looks for sockets that became ready only
+// when it has nothing left to run, or every 10 ms. A relay whose machine
+// does nothing else but carry one fast download uses less CPU per byte
+// with cpus: 1.
+const relayDefaultCPUs = 0
 
 // check reports a wrong log section or cpus.
 func (p procFile) check() error {
