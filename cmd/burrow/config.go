@@ -88,7 +88,7 @@ func relayDefaults() relayFile {
 			Admin:         admin.Config{Listen: relay.DefaultAdminListen},
 			ShutdownGrace: 30 * time.Second,
 		},
-		Log: logFile{Level: "info", Format: "text"}, CPUs: relayDefaultCPUs,
+		Log: logFile{Level: "info", Format: "text"}, CPUs: defaultCPUs,
 	}
 }
 
@@ -97,7 +97,7 @@ func agentDefaults() agentFile {
 		Config: agent.Config{Transport: agent.TransportAuto, LossCheck: agent.DefaultLossCheck,
 			ConnectionsPerRelay: 1, RelayRefresh: agent.DefaultRelayRefresh,
 			Admin: admin.Config{Listen: agent.DefaultAdminListen}, ShutdownGrace: 30 * time.Second},
-		Log: logFile{Level: "info", Format: "text"}, CPUs: agentDefaultCPUs,
+		Log: logFile{Level: "info", Format: "text"}, CPUs: defaultCPUs,
 	}
 }
 

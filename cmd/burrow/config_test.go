@@ -132,7 +132,7 @@ func TestDefaultsAndDecodedValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ac.Transport != "auto" || ac.LossCheck != agent.DefaultLossCheck || al != (procFile{Log: logFile{Level: "info", Format: "text"}, CPUs: 1}) {
+	if ac.Transport != "auto" || ac.LossCheck != agent.DefaultLossCheck || al != (procFile{Log: logFile{Level: "info", Format: "text"}, CPUs: 0}) {
 		t.Errorf("agent defaults: %+v %+v", ac, al)
 	}
 	if len(ac.Routes) != 1 || ac.Routes[0].StashConfigFile != "/srv/stash/config.yml" || ac.Routes[0].Service != "http://127.0.0.1:1" {
