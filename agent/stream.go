@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/burrow-tunnel/burrow/internal/pipe"
+	"github.com/burrow-tunnel/burrow/internal/procs"
 	"github.com/burrow-tunnel/burrow/protocol"
 )
 
@@ -16,6 +17,9 @@ const serviceDialTimeout = 10 * time.Second
 // bytes both ways until both directions are done.
 func (a *Agent) serveStream(ctx context.Context, log *slog.Logger, routes *routeTable, st protocol.Stream) {
 	defer st.Close()
+	sc := procs.Current() // one CPU while a few streams are served (see procs)
+	sc.Enter()
+	defer sc.Leave()
 	_ = st.SetReadDeadline(time.Now().Add(protocol.HandshakeTimeout))
 	hdr, err := protocol.ReadStreamHeader(st)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/burrow-tunnel/burrow/internal/pipe"
+	"github.com/burrow-tunnel/burrow/internal/procs"
 	"github.com/burrow-tunnel/burrow/protocol"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -323,6 +324,9 @@ func setForwarded(pr *httputil.ProxyRequest, prefix string, trusted bool) {
 
 // ServeHTTP routes a public request by Host and longest prefix to its agent.
 func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	sc := procs.Current() // one CPU while a few requests are served (see procs)
+	sc.Enter()
+	defer sc.Leave()
 	start := time.Now()
 	host := canonicalHost(r.Host)
 	label := "" // the metrics' host: only published names, a bounded set

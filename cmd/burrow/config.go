@@ -39,15 +39,15 @@ type logFile struct {
 type procFile struct {
 	Log logFile
 	// CPUs is how many CPUs the process runs Go code on at once
-	// (GOMAXPROCS); 0 is every CPU the machine grants it. See applyCPUs.
-	CPUs int
+	// (GOMAXPROCS): auto, a number, or 0 for every CPU. See applyCPUs.
+	CPUs string
 }
 
 // relayFile is relay.yaml.
 type relayFile struct {
 	relay.Config `mapstructure:",squash"`
 	Log          logFile `mapstructure:"log"`
-	CPUs         int     `mapstructure:"cpus"`
+	CPUs         string  `mapstructure:"cpus"`
 }
 
 func (f *relayFile) proc() procFile { return procFile{Log: f.Log, CPUs: f.CPUs} }
@@ -61,7 +61,7 @@ type agentFile struct {
 	TokenFile string      `mapstructure:"token_file"`
 	Routes    []routeFile `mapstructure:"routes"`
 	Log       logFile     `mapstructure:"log"`
-	CPUs      int         `mapstructure:"cpus"`
+	CPUs      string      `mapstructure:"cpus"`
 }
 
 func (f *agentFile) proc() procFile { return procFile{Log: f.Log, CPUs: f.CPUs} }
@@ -88,7 +88,7 @@ func relayDefaults() relayFile {
 			Admin:         admin.Config{Listen: relay.DefaultAdminListen},
 			ShutdownGrace: 30 * time.Second,
 		},
-		Log: logFile{Level: "info", Format: "text"}, CPUs: defaultCPUs,
+		Log: logFile{Level: "info", Format: "text"}, CPUs: cpusAuto,
 	}
 }
 
@@ -97,7 +97,7 @@ func agentDefaults() agentFile {
 		Config: agent.Config{Transport: agent.TransportAuto, LossCheck: agent.DefaultLossCheck,
 			ConnectionsPerRelay: 1, RelayRefresh: agent.DefaultRelayRefresh,
 			Admin: admin.Config{Listen: agent.DefaultAdminListen}, ShutdownGrace: 30 * time.Second},
-		Log: logFile{Level: "info", Format: "text"}, CPUs: defaultCPUs,
+		Log: logFile{Level: "info", Format: "text"}, CPUs: cpusAuto,
 	}
 }
 

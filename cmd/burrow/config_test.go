@@ -62,8 +62,8 @@ func TestConfigErrorsNameFileAndKey(t *testing.T) {
 		{"map expected", "state_dir: /tmp/x\ntunnel: ':7835'\n", true, []string{"tunnel:"}},
 		{"empty hash", "state_dir: /tmp/x\nagents:\n  - name: nas\n    token_sha256: ''\n    hosts: [a.b]\n", true, []string{"agents[0].token_sha256: is required"}},
 		{"not yaml", "relay: [\n", false, []string{"yaml"}},
-		{"negative cpus", "state_dir: /tmp/x\ncpus: -2\n", true, []string{"cpus:", "negative", "0 for every CPU"}},
-		{"cpus not a number", "relay: r:1\ntoken: test-token-0123456789\ncpus: all\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n", false, []string{"cpus"}},
+		{"negative cpus", "state_dir: /tmp/x\ncpus: -2\n", true, []string{"cpus:", `"-2" is not auto or a number of CPUs`}},
+		{"cpus not a number", "relay: r:1\ntoken: test-token-0123456789\ncpus: all\nroutes:\n  - host: a.b\n    service: http://127.0.0.1:1\n", false, []string{"cpus:", `"all" is not auto`}},
 		{"negative memory budget", "state_dir: /tmp/x\nlimits:\n  memory_mib: -1\n", true, []string{"limits.memory_mib:", "negative"}},
 		{"redis address", "state_dir: /tmp/x\ntls:\n  acme:\n    ca: https://ca.example/dir\n  storage:\n    redis:\n      address: localhost\n", true, []string{"tls.storage.redis.address:", "host:port"}},
 		{"redis without acme", "state_dir: /tmp/x\ntls:\n  storage:\n    redis:\n      address: 127.0.0.1:6379\n", true, []string{"tls.storage.redis:", "tls.acme.ca"}},
@@ -108,7 +108,7 @@ func TestDefaultsAndDecodedValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	if rc.Tunnel.Listen != ":7835" || rc.Public.HTTP != ":80" || rc.Public.HTTPS != "" || !rc.Public.RedirectHTTP ||
-		rc.StateDir != "/var/lib/burrow" || rl != (procFile{Log: logFile{Level: "info", Format: "text"}, CPUs: 0}) {
+		rc.StateDir != "/var/lib/burrow" || rl != (procFile{Log: logFile{Level: "info", Format: "text"}, CPUs: "auto"}) {
 		t.Errorf("relay defaults: %+v %+v", rc, rl)
 	}
 	want := []netip.Prefix{netip.MustParsePrefix("10.0.0.1/32"), netip.MustParsePrefix("192.168.0.0/16")}
@@ -132,7 +132,7 @@ func TestDefaultsAndDecodedValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ac.Transport != "auto" || ac.LossCheck != agent.DefaultLossCheck || al != (procFile{Log: logFile{Level: "info", Format: "text"}, CPUs: 0}) {
+	if ac.Transport != "auto" || ac.LossCheck != agent.DefaultLossCheck || al != (procFile{Log: logFile{Level: "info", Format: "text"}, CPUs: "auto"}) {
 		t.Errorf("agent defaults: %+v %+v", ac, al)
 	}
 	if len(ac.Routes) != 1 || ac.Routes[0].StashConfigFile != "/srv/stash/config.yml" || ac.Routes[0].Service != "http://127.0.0.1:1" {

@@ -4,47 +4,61 @@ import (
 	"errors"
 	"os"
 	"runtime"
+	"strconv"
 
 	"github.com/burrow-tunnel/burrow/internal/config"
+	"github.com/burrow-tunnel/burrow/internal/procs"
 )
 
-// defaultCPUs is cpus when a file leaves it out: every CPU, as for any Go
-// program. A proxied byte passes a chain of goroutines (socket, TLS, tunnel
-// stream, socket), each waking the next; on one CPU the runtime runs the
-// next on the same thread, on more it often wakes another thread for it.
-// On a 2-core machine, one download over TCP+yamux through relay and agent
-// on one CPU each moved 773–793 MB/s with 1.9–2.0 CPU-seconds per GiB,
-// against 589–621 MB/s and 2.3–2.5 s on every CPU (QUIC: 431–457 against
-// 323–342 MB/s). But on one CPU the runtime looks for sockets that became
-// ready only when it has nothing else to run, or every 10 ms: a burst of
-// work (a thousand requests at once, a tunnel pouring in the first windows
-// of a hundred streams) holds up every other request until it ends. With
-// the relay on one CPU, the neighbour of a thousand stalled visitors saw a
-// p99 of up to 3.5× idle (over the 3× Burrow promises) where every CPU keeps
-// it under 2×; with the agent on one, a page took 11–13 ms instead of 4 ms
-// while four local downloads kept its CPU busy. So one CPU is the operator's
-// choice, for a daemon whose work is a few fast transfers.
-const defaultCPUs = 0
+// cpusAuto is cpus when a file leaves it out: one CPU while the daemon
+// carries a few requests (the relay) or streams (the agent), every CPU
+// beyond (see procs.Scaler). On a 2-core machine one download over
+// TCP+yamux moved 773–843 MB/s with 1.9 CPU-seconds per GiB (relay and
+// agent) on one CPU each, against 589–621 MB/s and 2.3–2.5 s on every CPU;
+// over QUIC 431–457 against 323–342 MB/s. On one CPU alone, a burst (a
+// thousand requests at once) held up every other request: the neighbour of
+// a thousand stalled visitors saw a p99 of up to 3.5× idle, against 2× on
+// every CPU, which auto takes for the burst.
+const cpusAuto = "auto"
 
 // check reports a wrong log section or cpus.
 func (p procFile) check() error {
 	var errs config.Errors
-	if p.CPUs < 0 {
-		errs.Add("cpus", "%d is negative: set how many CPUs to run on at once, or 0 for every CPU", p.CPUs)
+	if _, err := parseCPUs(p.CPUs); err != nil {
+		errs.Add("cpus", "%v", err)
 	}
 	return errors.Join(checkLog(p.Log), errs.Join())
 }
 
-// applyCPUs has the process run Go code on n CPUs at once (0: every CPU the
-// machine and its cgroup grant), unless the GOMAXPROCS environment variable
-// is set, which wins. It returns the number in force.
-func applyCPUs(n int) int {
+// parseCPUs reads cpus: "auto" is -1, a number of CPUs is itself, 0 every CPU.
+func parseCPUs(s string) (int, error) {
+	if s == cpusAuto {
+		return -1, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return 0, errors.New(strconv.Quote(s) + " is not auto or a number of CPUs (0 for every CPU)")
+	}
+	return n, nil
+}
+
+// applyCPUs has the process run Go code as cpus says: auto starts the
+// process's procs.Scaler, a number sets that many CPUs (0: every CPU the
+// machine and its cgroup grant). The GOMAXPROCS environment variable, when
+// set, wins. It returns what is in force, for the log.
+func applyCPUs(cpus string) string {
+	procs.Use(nil)
+	if os.Getenv("GOMAXPROCS") != "" {
+		return "GOMAXPROCS=" + os.Getenv("GOMAXPROCS")
+	}
+	n, _ := parseCPUs(cpus) // checked at load
+	runtime.SetDefaultGOMAXPROCS()
 	switch {
-	case os.Getenv("GOMAXPROCS") != "":
-	case n == 0:
-		runtime.SetDefaultGOMAXPROCS()
-	default:
+	case n < 0:
+		procs.Use(procs.New(runtime.GOMAXPROCS(0), procs.Above, procs.Hold))
+		return "auto: 1, or " + strconv.Itoa(runtime.GOMAXPROCS(0)) + " with more than " + strconv.Itoa(procs.Above) + " requests at once"
+	case n > 0:
 		runtime.GOMAXPROCS(n)
 	}
-	return runtime.GOMAXPROCS(0)
+	return strconv.Itoa(runtime.GOMAXPROCS(0))
 }

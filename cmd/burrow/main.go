@@ -16,7 +16,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -173,7 +172,7 @@ func daemonCmd[C any](use, short string, load func(path string) (C, procFile, er
 			}
 			level := new(slog.LevelVar)
 			log := newLogger(pf.Log, level)
-			log.Info("running Go code on "+strconv.Itoa(applyCPUs(pf.CPUs))+" CPU(s) at once (cpus)", "machine", runtime.NumCPU())
+			log.Info("CPUs for Go code", "cpus", applyCPUs(pf.CPUs), "machine", runtime.NumCPU())
 			r, err := start(cfg, log)
 			if err != nil {
 				return err
@@ -221,7 +220,6 @@ func reload[C any](log *slog.Logger, level *slog.LevelVar, path string, load fun
 		return
 	}
 	_ = level.UnmarshalText([]byte(pf.Log.Level))
-	applyCPUs(pf.CPUs)
 }
 
 func newTokenCmd() *cobra.Command {
