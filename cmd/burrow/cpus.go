@@ -24,22 +24,22 @@ const cpusAuto = "auto"
 // check reports a wrong log section or cpus.
 func (p procFile) check() error {
 	var errs config.Errors
-	if _, err := parseCPUs(p.CPUs); err != nil {
+	if _, _, err := parseCPUs(p.CPUs); err != nil {
 		errs.Add("cpus", "%v", err)
 	}
 	return errors.Join(checkLog(p.Log), errs.Join())
 }
 
-// parseCPUs reads cpus: "auto" is -1, a number of CPUs is itself, 0 every CPU.
-func parseCPUs(s string) (int, error) {
+// parseCPUs reads cpus: auto, or a number of CPUs (0: every CPU).
+func parseCPUs(s string) (n int, auto bool, err error) {
 	if s == cpusAuto {
-		return -1, nil
+		return 0, true, nil
 	}
-	n, err := strconv.Atoi(s)
+	n, err = strconv.Atoi(s)
 	if err != nil || n < 0 {
-		return 0, errors.New(strconv.Quote(s) + " is not auto or a number of CPUs (0 for every CPU)")
+		return 0, false, errors.New(strconv.Quote(s) + " is not auto or a number of CPUs (0 for every CPU)")
 	}
-	return n, nil
+	return n, false, nil
 }
 
 // applyCPUs has the process run Go code as cpus says: auto starts the
@@ -51,12 +51,13 @@ func applyCPUs(cpus string) string {
 	if os.Getenv("GOMAXPROCS") != "" {
 		return "GOMAXPROCS=" + os.Getenv("GOMAXPROCS")
 	}
-	n, _ := parseCPUs(cpus) // checked at load
+	n, auto, _ := parseCPUs(cpus) // checked at load
 	runtime.SetDefaultGOMAXPROCS()
 	switch {
-	case n < 0:
-		procs.Use(procs.New(runtime.GOMAXPROCS(0), procs.Above, procs.Hold))
-		return "auto: 1, or " + strconv.Itoa(runtime.GOMAXPROCS(0)) + " with more than " + strconv.Itoa(procs.Above) + " requests at once"
+	case auto:
+		most := runtime.GOMAXPROCS(0)
+		procs.Use(procs.New(most, procs.Above, procs.Hold))
+		return "auto: 1, or " + strconv.Itoa(most) + " with more than " + strconv.Itoa(procs.Above) + " requests or streams at once"
 	case n > 0:
 		runtime.GOMAXPROCS(n)
 	}
